@@ -1,0 +1,1 @@
+"""Tempo Serve gateway: HTTP API, request validation, Redis job queue client. Never imports torch."""

@@ -1,0 +1,75 @@
+"""Every setting of Tempo Serve, read from the environment (prefix ``TEMPO_``) or flags.
+
+The gateway and the workers share this one class so that a deployment sets each value once.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TEMPO_", env_file=None, extra="ignore")
+
+    # --- shared -------------------------------------------------------------------------------
+    redis_url: str = "redis://localhost:6379/0"
+    storage_dir: Path = Path("var/storage")
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # --- model (workers) ------------------------------------------------------------------------
+    model_path: Path | None = Field(default=None, description="Tempo-6B checkpoint dir; unset = tiny test model")
+    svlm_path: Path | None = Field(default=None, description="Qwen3-VL-2B-Instruct dir; unset = resolved from config")
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    # --- limits -------------------------------------------------------------------------------
+    max_upload_bytes: int = 4 * 1024**3
+    max_inline_video_bytes: int = 64 * 1024**2  # base64 data URLs in chat completions
+    max_video_duration_s: float = 4 * 3600.0
+    max_question_tokens: int = 2048
+    max_new_tokens_limit: int = 4096
+    default_max_new_tokens: int = 512
+    visual_token_budget: int = 8192
+    max_length: int = 16384
+    allow_url_ingest: bool = False
+
+    # --- gateway ------------------------------------------------------------------------------
+    host: str = "0.0.0.0"
+    port: int = 8000
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ask_wait_for_video_s: float = 600.0
+    ask_timeout_s: float = 900.0
+
+    # --- queue / workers ----------------------------------------------------------------------
+    worker_id: str | None = None
+    ask_batch_size: int = 8
+    ingest_batch_size: int = 1
+    batch_wait_ms: int = 5
+    heartbeat_interval_s: float = 2.0
+    heartbeat_ttl_s: float = 10.0
+    reaper_interval_s: float = 2.0
+    max_deliveries: int = 3
+    worker_metrics_port: int = 9100
+
+    # --- segment cache ------------------------------------------------------------------------
+    cache_gpu_bytes: int = 8 * 1024**3
+    cache_host_bytes: int = 16 * 1024**3
+    cache_disk_bytes: int = 200 * 1024**3
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -290,7 +290,13 @@ def _display_size(width: int, height: int, rotation: int) -> tuple[int, int]:
 
 
 def _quarter_turns(rotation: float) -> int:
+    """Counter-clockwise quarter turns (0..3); angles that are not multiples of 90 are rounded."""
     return int(round(rotation / 90.0)) % 4
+
+
+def _normalise_rotation(rotation: float) -> int:
+    """0, 90, 180 or -90 (counter-clockwise degrees)."""
+    return (0, 90, 180, -90)[_quarter_turns(rotation)]
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -306,11 +312,11 @@ def probe_video(path: str | Path) -> VideoInfo:
             pass
         try:
             for frame in container.decode(stream):
-                rotation = int(frame.rotation)
+                rotation = _normalise_rotation(frame.rotation)
                 probe.coded_width, probe.coded_height = frame.width, frame.height
                 break
         except av.error.FFmpegError as exc:
-            raise CorruptVideoError(f"the video cannot be decoded ({_reason(exc)})") from exc
+            raise CorruptVideoError(f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})") from exc
     width, height = _display_size(probe.coded_width, probe.coded_height, rotation)
     return VideoInfo(
         num_frames=probe.num_frames,
@@ -361,7 +367,7 @@ class _Sink:
 
     def convert(self, frame: av.VideoFrame) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
-        self.rotation = int(frame.rotation)
+        self.rotation = _normalise_rotation(frame.rotation)
         if self.coded_size is None:
             self.coded_size = (frame.width, frame.height)
         turns = _quarter_turns(self.rotation)
@@ -526,7 +532,7 @@ def decode_sampled_frames(
         else:
             _decode_sequential(path, stream_index, sink)
     except av.error.FFmpegError as exc:
-        raise CorruptVideoError(f"the video cannot be decoded ({_reason(exc)})") from exc
+        raise CorruptVideoError(f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})") from exc
 
     missing = [i for i in sink.needed if i not in sink.filled]
     if missing:

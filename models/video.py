@@ -71,8 +71,8 @@ DEFAULT_FPS = 2.0
 SEEK_MIN_GAP = 48
 # Seek only when it skips at least this many frames that sequential decoding would have decoded.
 SEEK_MIN_SKIP = 24
-# How many earlier keyframes to try when a seek lands after the wanted frame.
-SEEK_RETRIES = 3
+# How many times to seek further back (1, 2, 4, 8 keyframes) when a seek lands after the wanted frame.
+SEEK_RETRIES = 4
 
 ProgressFn = Callable[[float], None]
 
@@ -203,6 +203,7 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
 
 @dataclass
 class _PtsTable:
+    count: int  # video packets (= frames) in the stream
     pts_sorted: np.ndarray  # int64 [M] packet pts in presentation order
     keyframes: list[int]  # presentation indices of keyframes, ascending
     reliable: bool
@@ -219,7 +220,9 @@ class _Probe:
     table: _PtsTable | None
 
 
-def _stream_duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+def _stream_duration_s(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> float | None:
     if stream.duration and stream.time_base and stream.duration > 0:
         return float(stream.duration * stream.time_base)
     if container.duration and container.duration > 0:
@@ -240,17 +243,21 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
     except av.error.FFmpegError as exc:
         raise CorruptVideoError(f"the video file is damaged and cannot be read ({_reason(exc)})") from exc
     if not pts or any(p is None for p in pts):
-        return _PtsTable(np.zeros(0, dtype=np.int64), [], reliable=False)
+        return _PtsTable(len(pts), np.zeros(0, dtype=np.int64), [], reliable=False)
     arr = np.asarray(pts, dtype=np.int64)
     order = np.argsort(arr, kind="stable")
     sorted_pts = arr[order]
     reliable = bool(np.all(np.diff(sorted_pts) > 0))
+    if reliable and stream.codec_context.has_b_frames and np.all(np.diff(arr) > 0):
+        # The decoder reorders frames but the packet stamps never do: they are decode-order
+        # stamps (e.g. AVI), not presentation timestamps.
+        reliable = False
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     keyframes = sorted(int(rank[i]) for i, k in enumerate(keys) if k)
     if not keyframes or keyframes[0] != 0:
         keyframes = [0, *keyframes]
-    return _PtsTable(sorted_pts, keyframes, reliable)
+    return _PtsTable(len(pts), sorted_pts, keyframes, reliable)
 
 
 def _probe_open(
@@ -271,7 +278,7 @@ def _probe_open(
     if num_frames <= 0:
         logger.debug("%s: no frame count in the header, counting packets", path.name)
         table = _scan_packets(container, stream)
-        num_frames = len(table.pts_sorted) if table.reliable or len(table.pts_sorted) else 0
+        num_frames = table.count
         if num_frames == 0:
             raise CorruptVideoError("the video stream contains no frames")
     avg_fps: float | None = None
@@ -316,7 +323,9 @@ def probe_video(path: str | Path) -> VideoInfo:
                 probe.coded_width, probe.coded_height = frame.width, frame.height
                 break
         except av.error.FFmpegError as exc:
-            raise CorruptVideoError(f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})") from exc
+            raise CorruptVideoError(
+                f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})"
+            ) from exc
     width, height = _display_size(probe.coded_width, probe.coded_height, rotation)
     return VideoInfo(
         num_frames=probe.num_frames,
@@ -382,7 +391,9 @@ class _Sink:
         if self.out is None:
             self.out = np.empty((len(self.indices), *image.shape), dtype=np.uint8)
         elif image.shape != self.out.shape[1:]:
-            logger.warning("frame %d has size %s, expected %s; resizing", index, image.shape, self.out.shape[1:])
+            logger.warning(
+                "frame %d has size %s, expected %s; resizing", index, image.shape, self.out.shape[1:]
+            )
             h, w = self.out.shape[1:3]
             image = np.asarray(Image.fromarray(image).resize((w, h), resample=Image.BICUBIC))
         for pos in self.positions[index]:
@@ -414,7 +425,12 @@ def _decode_sequential(path: Path, stream_index: int, sink: _Sink) -> None:
 
 
 def _decode_seeking(path: Path, stream_index: int, table: _PtsTable, sink: _Sink) -> int:
-    """Seek to keyframes across large gaps; identify frames by pts. Returns the number of seeks."""
+    """Seek to keyframes across large gaps; identify frames by pts. Returns the number of seeks.
+
+    After a seek, frames are ignored until the decoder delivers a keyframe (some demuxers, e.g.
+    mpeg-ts, land near rather than on the requested keyframe). If that first keyframe is after the
+    wanted frame, or the stream ends first, we seek again 1, 2, 4, ... keyframes earlier.
+    """
     pts_to_index = {int(p): i for i, p in enumerate(table.pts_sorted.tolist())}
     keyframes = table.keyframes
     needed = sink.needed
@@ -424,40 +440,41 @@ def _decode_seeking(path: Path, stream_index: int, table: _PtsTable, sink: _Sink
         _configure(stream)
         pos = 0
         cur = 0  # index of the next frame the decoder would deliver if we keep going
-        must_seek = False
         retries = 0
         key_slot = 0
+        must_seek = False
         while pos < len(needed):
             target = needed[pos]
             slot = bisect.bisect_right(keyframes, target) - 1
-            if must_seek or keyframes[slot] - cur >= SEEK_MIN_SKIP:
+            seeking = must_seek or keyframes[slot] - cur >= SEEK_MIN_SKIP
+            if seeking:
                 if not must_seek:
                     retries = 0
                     key_slot = slot
-                key = keyframes[max(0, key_slot)]
-                container.seek(int(table.pts_sorted[key]), stream=stream, backward=True)
+                container.seek(int(table.pts_sorted[keyframes[key_slot]]), stream=stream, backward=True)
                 seeks += 1
-                just_seeked = True
-            else:
-                just_seeked = False
             must_seek = False
-            reached_eof = True
+            landed = not seeking
+            prev = cur - 1
+            stop = False  # True when we leave the decode loop on purpose (not at end of stream)
             for frame in container.decode(stream):
                 if frame.pts is None:
                     raise _Unreliable("decoded frame without pts")
                 index = pts_to_index.get(int(frame.pts))
                 if index is None:
                     raise _Unreliable(f"decoded pts {frame.pts} not in the packet table")
-                if just_seeked:
-                    just_seeked = False
-                    if index > target:  # landed after the frame we need: step back a keyframe
-                        retries += 1
-                        if retries > SEEK_RETRIES or key_slot <= 0:
-                            raise _Unreliable(f"seek for frame {target} landed at frame {index}")
-                        key_slot -= 1
-                        must_seek = True
-                        reached_eof = False
+                if not landed:
+                    if not frame.key_frame:
+                        continue  # not decodable from here, or a leading frame before the keyframe
+                    landed = True
+                    if index > target:
+                        must_seek = stop = True  # landed after the frame we need
                         break
+                elif index != prev + 1:
+                    # Presentation order is consecutive; anything else means the pts are not
+                    # presentation timestamps (e.g. decode-order stamps in AVI with B-frames).
+                    raise _Unreliable(f"frame pts out of sequence (frame {index} after {prev})")
+                prev = index
                 sink.seen(index, frame)
                 if index > needed[pos]:
                     raise _Unreliable(f"frame {needed[pos]} was skipped (got {index})")
@@ -466,14 +483,22 @@ def _decode_seeking(path: Path, stream_index: int, table: _PtsTable, sink: _Sink
                     pos += 1
                 cur = index + 1
                 if pos == len(needed):
-                    reached_eof = False
+                    stop = True
                     break
                 next_slot = bisect.bisect_right(keyframes, needed[pos]) - 1
                 if keyframes[next_slot] - cur >= SEEK_MIN_SKIP:
-                    reached_eof = False
+                    stop = True
                     break  # the outer loop seeks (which flushes the decoder)
-            if reached_eof:
-                break
+            if seeking and not landed:
+                must_seek = True  # the stream ended before a usable keyframe
+            if must_seek:
+                if retries >= SEEK_RETRIES or key_slot <= 0:
+                    raise _Unreliable(f"seeking for frame {target} did not land before it")
+                key_slot = max(0, key_slot - 2**retries)
+                retries += 1
+                continue
+            if not stop:
+                break  # end of stream
     return seeks
 
 
@@ -532,7 +557,9 @@ def decode_sampled_frames(
         else:
             _decode_sequential(path, stream_index, sink)
     except av.error.FFmpegError as exc:
-        raise CorruptVideoError(f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})") from exc
+        raise CorruptVideoError(
+            f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})"
+        ) from exc
 
     missing = [i for i in sink.needed if i not in sink.filled]
     if missing:

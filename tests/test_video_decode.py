@@ -239,3 +239,40 @@ def test_probe_reports_codec_size_rate_and_count(tmp_path: Path) -> None:
     assert (info.num_frames, info.width, info.height, info.rotation) == (45, 96, 64, 0)
     assert info.avg_fps == pytest.approx(15.0)
     assert info.duration_s == pytest.approx(3.0)
+
+
+def test_unreliable_pts_fall_back_to_sequential_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.video as video_module
+
+    real_scan = video_module._scan_packets
+
+    def shifted_scan(container, stream):  # pts that match no decoded frame
+        table = real_scan(container, stream)
+        table.pts_sorted = table.pts_sorted + 1
+        return table
+
+    monkeypatch.setattr(video_module, "_scan_packets", shifted_scan)
+    path = write_video(tmp_path / "sparse.mp4", 600, fps=240)
+    video = decode_sampled_frames(path)
+    assert frame_ids(video) == [0, 150, 300, 449, 599]
+    assert video.seeks == 0
+    assert video.decoded_frames == 600
+
+
+def test_sparse_mpegts_imprecise_seeks_step_back_and_stay_frame_exact(tmp_path: Path) -> None:
+    # mpeg-ts seeks land near (often after) the requested keyframe; the decoder must step back.
+    path = write_video(tmp_path / "sparse.ts", 600, fps=240, container_format="mpegts")
+    video = decode_sampled_frames(path)
+    assert video.indices.tolist() == [0, 150, 300, 449, 599]
+    assert frame_ids(video) == [0, 150, 300, 449, 599]
+    assert video.decoded_frames < 100
+
+
+def test_avi_decode_order_stamps_are_not_trusted_for_seeking(tmp_path: Path) -> None:
+    # AVI stamps packets in decode order; with B-frames those are not presentation timestamps.
+    path = write_video(tmp_path / "sparse.avi", 600, fps=240, container_format="avi")
+    video = decode_sampled_frames(path)
+    assert frame_ids(video) == [0, 150, 300, 449, 599]
+    assert video.seeks == 0

@@ -21,11 +21,14 @@ Decoding strategy (``decode_sampled_frames``):
 * Sparse sampling (long videos): one demux pass (no decoding, packets are not kept) builds the
   presentation-order pts table (sorted packet pts) and the keyframe positions. For each sampled
   index we seek to the keyframe before it only when that skips at least ``SEEK_MIN_SKIP`` frames
-  past the current decode position, otherwise we keep decoding. After a seek every decoded frame
-  is identified by its pts through the table, so counting stays exact. The pts are considered
-  unreliable (missing, duplicated, a count different from ``N``, a decoded pts not in the table,
-  or a seek landing after the target even after stepping back a few keyframes); then we fall back
-  to sequential decoding from the start.
+  past the current decode position, otherwise we keep decoding. After a seek, frames are ignored
+  until the decoder delivers a keyframe (mpeg-ts and similar land *near* the target); if that
+  keyframe is after the wanted frame we seek again 1, 2, 4, 8 keyframes earlier. Every decoded
+  frame is identified by its pts through the table, so counting stays exact. The pts are treated
+  as unreliable -- and we fall back to sequential decoding from the start -- when packets lack
+  pts or share one, their count differs from ``N``, they never reorder although the codec does
+  (decode-order stamps, e.g. AVI with B-frames), a decoded pts is not in the table, consecutive
+  decoded frames are not consecutive indices, or seeking keeps landing after the target.
 * Each kept frame is converted to RGB uint8, rotated as displayed (the display-matrix rotation
   PyAV exposes as ``frame.rotation``; flips are not applied), resized with
   ``models.preprocess.resize_to_max_edge`` and written into a preallocated output array, so no

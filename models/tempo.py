@@ -26,8 +26,10 @@ from models.allocation import allocate_tokens
 from models.checkpoint import CheckpointReader, checkpoint_revision
 from models.compressor import Compressor, VisionFeatures
 from models.config import TempoConfig
+from models.decoder import FastDecoder
 from models.errors import InputError
-from models.llm import SamplingParams, build_llm, generate, load_llm_weights
+from models.generation import BatchGenerator, SamplingParams, Sequence
+from models.llm import build_llm, load_llm_weights
 from models.preprocess import SEGMENT_FRAMES, preprocess_segments
 from models.projector import Projector
 from models.prompts import (
@@ -163,6 +165,24 @@ class AskResult:
         return len(self.token_ids)
 
 
+@dataclass
+class AskRequest:
+    """One question about one encoded video, with its generation options."""
+
+    encoding: VideoEncoding
+    question: str
+    visual_token_budget: int = 8192
+    max_length: int | None = None  # LLM context limit; default: the checkpoint's tokenizer_model_max_length
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] | None = None
+    history: list[dict[str, str]] | None = None  # earlier turns, oldest first
+    on_token: Callable[[int, str], None] | None = None  # (token id or -1 for a final flush, text delta)
+    debug: bool = False  # keep features, embeddings and every step's logits
+
+
 class TempoPipeline:
     def __init__(
         self,
@@ -174,6 +194,8 @@ class TempoPipeline:
         llm_tokenizer: PreTrainedTokenizerBase,
         device: torch.device,
         model_revision: str,
+        decode_slots: int = 8,
+        decode_max_seq: int | None = None,
     ) -> None:
         self.config = config
         self.compressor = compressor
@@ -184,6 +206,9 @@ class TempoPipeline:
         self.device = device
         self.model_revision = model_revision
         self.svlm_tokens = SVLMTokens.from_tokenizer(svlm_tokenizer)
+        self.decode_slots = decode_slots
+        self.decode_max_seq = decode_max_seq or config.tokenizer_model_max_length + 1024
+        self._decoder: FastDecoder | None = None
         self.stop_token_ids = tuple(
             {i for i in (llm_tokenizer.eos_token_id, llm_tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
         )
@@ -196,10 +221,14 @@ class TempoPipeline:
         svlm_dir: str | Path | None = None,
         device: str | torch.device | None = "auto",
         dtype: torch.dtype | str | None = None,
+        decode_slots: int = 8,
+        decode_max_seq: int | None = None,
     ) -> TempoPipeline:
         """Load a Tempo-6B checkpoint (default: the embedded tiny random test model) onto ``device``.
 
-        ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU.
+        ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU. ``decode_slots`` sequences decode
+        together; each may hold ``decode_max_seq`` tokens (prompt + answer; default: the checkpoint's
+        context limit + 1024). Their KV cache is allocated on first use.
         """
         config = TempoConfig.from_dir(checkpoint_dir, svlm_dir)
         dev = pick_device(device)
@@ -230,7 +259,7 @@ class TempoPipeline:
         log.info("loaded Tempo", extra={"checkpoint": str(config.checkpoint_dir), "device": str(dev),
                                          "dtype": str(dtype), "attn": attn, "revision": revision,
                                          "load_s": round(time.perf_counter() - t0, 2)})
-        return cls(config, compressor, projector, llm, svlm_tok, llm_tok, dev, revision)
+        return cls(config, compressor, projector, llm, svlm_tok, llm_tok, dev, revision, decode_slots, decode_max_seq)
 
     @property
     def is_tiny_test_model(self) -> bool:
@@ -259,98 +288,149 @@ class TempoPipeline:
         return VideoEncoding(fps, int(frames.shape[0]), pre.frame_counts, pre.grid_thw, vision, prefix_ids, self.model_revision)
 
     # --- per-question work ----------------------------------------------------------------------------
-    @torch.inference_mode()
-    def answer(
-        self,
-        encoding: VideoEncoding,
-        question: str,
-        *,
-        visual_token_budget: int = 8192,
-        max_length: int | None = None,
-        max_new_tokens: int = 1024,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-        history: list[dict[str, str]] | None = None,
-        on_token: Callable[[int, str], None] | None = None,
-        debug: bool = False,
-    ) -> AskResult:
-        if not question.strip():
-            raise InputError("the question is empty")
-        if visual_token_budget < 1:
-            raise InputError("visual_token_budget must be at least 1")
-        if encoding.model_revision != self.model_revision:
-            raise InputError("the video encoding was made by another model revision")
-        max_length = max_length or self.config.tokenizer_model_max_length
-        enc = encoding if encoding.device == self.device else encoding.to(self.device)
+    @property
+    def decoder(self) -> FastDecoder:
+        if self._decoder is None:
+            self._decoder = FastDecoder(self.llm, self.decode_slots, self.decode_max_seq)
+        return self._decoder
 
-        # Steps 5-7: compress every segment with the question.
+    def answer(self, encoding: VideoEncoding, question: str, **options) -> AskResult:
+        """Answer one question (options as in ``AskRequest``). Raises ``TempoError`` on bad input."""
+        result = self.answer_many([AskRequest(encoding, question, **options)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def run(self, frames: np.ndarray, fps: float, query: str, **options) -> AskResult:
+        """Reference-equivalent single call: encode then answer, with every inspection array."""
+        options.setdefault("debug", True)
+        return self.answer(self.encode(frames, fps), query, **options)
+
+    @torch.inference_mode()
+    def answer_many(self, requests: list[AskRequest]) -> list[AskResult | InputError]:
+        """Answer several questions together: one packed compressor pass, then batched decoding.
+
+        A request with bad input gets its ``InputError`` in its place; the others are answered.
+        """
+        results: list[AskResult | InputError | None] = [None] * len(requests)
+        valid = []
+        for i, req in enumerate(requests):
+            try:
+                self._validate(req)
+                valid.append(i)
+            except InputError as exc:
+                results[i] = exc
         t0 = time.perf_counter()
-        question_ids = self.svlm_tokenizer(svlm_question_text(question), add_special_tokens=False).input_ids
-        features, relevance = self._compress(enc, question_ids)
-        # Step 8: adaptive token allocation.
-        alloc = allocate_tokens(relevance.cpu().numpy(), visual_token_budget, self.compressor.num_memory_tokens)
-        # Steps 9-10: projector, timestamps, prompt, truncation.
-        embeds = self._llm_inputs(enc, features, alloc, question, history, max_length)
+        compressed = self._compress_many([requests[i] for i in valid])
         compress_s = time.perf_counter() - t0
 
-        detok = _StreamingText(self.llm_tokenizer, stop or [], on_token)
-        params = SamplingParams(max_new_tokens, temperature, top_p, seed, self.stop_token_ids)
-        gen = generate(self.llm, embeds[None], params, on_token=detok.push, keep_logits=debug)
-        text = detok.final_text(gen.token_ids)
-        finish = "stop" if detok.stopped else gen.finish_reason
+        prepared = []  # (request index, embeds, allocations, relevance, features)
+        for i, (features, relevance) in zip(valid, compressed, strict=True):
+            req = requests[i]
+            # Step 8: adaptive token allocation.
+            alloc = allocate_tokens(relevance.cpu().numpy(), req.visual_token_budget, self.compressor.num_memory_tokens)
+            try:
+                # Steps 9-10: projector, timestamps, prompt, truncation.
+                embeds = self._llm_inputs(req, features, alloc)
+            except InputError as exc:
+                results[i] = exc
+                continue
+            prepared.append((i, embeds, alloc, relevance, features))
 
-        rel = relevance.cpu().numpy().astype(np.float32)
-        segments = [
-            SegmentGrounding(i, round(a, 3), round(b, 3), float(rel[i]), int(alloc[i]))
-            for i, (a, b) in enumerate(encoding.segment_times())
-        ]
-        return AskResult(
-            text=text,
-            token_ids=gen.token_ids,
-            finish_reason=finish,
-            prompt_tokens=int(embeds.shape[0]),
-            segments=segments,
-            timings={"compress_s": compress_s, "prefill_s": gen.prefill_s, "decode_s": gen.decode_s},
-            relevance=rel,
-            allocations=alloc,
-            compression_features=features.float().cpu().numpy() if debug else None,
-            llm_inputs_embeds=embeds.float().cpu().numpy() if debug else None,
-            step_logits=gen.step_logits.numpy() if debug else None,
-        )
+        gen = BatchGenerator(self.decoder)
+        running: dict[int, tuple[Sequence, _StreamingText]] = {}
+        pending = list(prepared)
+        while pending or gen.active:
+            while pending and gen.free_slots > 0:  # admit as many as fit, between decode steps
+                i, embeds, *_ = pending.pop(0)
+                req = requests[i]
+                detok = _StreamingText(self.llm_tokenizer, req.stop or [], req.on_token)
+                params = SamplingParams(req.max_new_tokens, req.temperature, req.top_p, req.seed, self.stop_token_ids)
+                running[i] = (gen.add(embeds, params, on_token=detok.push, keep_logits=req.debug), detok)
+            gen.step()
 
-    def run(self, frames: np.ndarray, fps: float, query: str, **kwargs) -> AskResult:
-        """Reference-equivalent single call: encode then answer, with every inspection array."""
-        kwargs.setdefault("debug", True)
-        return self.answer(self.encode(frames, fps), query, **kwargs)
+        for i, embeds, alloc, relevance, features in prepared:
+            req = requests[i]
+            seq, detok = running[i]
+            text = detok.final_text(seq.token_ids)
+            rel = relevance.cpu().numpy().astype(np.float32)
+            segments = [
+                SegmentGrounding(k, round(a, 3), round(b, 3), float(rel[k]), int(alloc[k]))
+                for k, (a, b) in enumerate(req.encoding.segment_times())
+            ]
+            results[i] = AskResult(
+                text=text,
+                token_ids=seq.token_ids,
+                finish_reason="stop" if detok.stopped else (seq.finish_reason or "length"),
+                prompt_tokens=int(embeds.shape[0]),
+                segments=segments,
+                timings={"compress_s": compress_s, "prefill_s": seq.prefill_s, "decode_s": seq.decode_s},
+                relevance=rel,
+                allocations=alloc,
+                compression_features=features.float().cpu().numpy() if req.debug else None,
+                llm_inputs_embeds=embeds.float().cpu().numpy() if req.debug else None,
+                step_logits=torch.stack(seq.step_logits).numpy() if req.debug and seq.step_logits else None,
+            )
+        return results  # type: ignore[return-value]
+
+    def _validate(self, req: AskRequest) -> None:
+        if not req.question.strip():
+            raise InputError("the question is empty")
+        if req.visual_token_budget < 1:
+            raise InputError("visual_token_budget must be at least 1")
+        if req.max_new_tokens < 1:
+            raise InputError("max_new_tokens must be at least 1")
+        if req.encoding.model_revision != self.model_revision:
+            raise InputError("the video encoding was made by another model revision")
 
     # --- internals --------------------------------------------------------------------------------
-    def _compress(self, enc: VideoEncoding, question_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        slices = enc.vision.segment_slices()
-        feats, rels = [], []
-        for start in range(0, enc.num_segments, COMPRESS_CHUNK):
-            idx = range(start, min(start + COMPRESS_CHUNK, enc.num_segments))
-            rows = slice(slices[idx[0]].start, slices[idx[-1]].stop)
+    def _compress_many(self, requests: list[AskRequest]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Steps 5-7 for every segment of every request, packed into chunks of ``COMPRESS_CHUNK`` rows.
+
+        Returns per request (features [S, K, D_s], relevance [S]).
+        """
+        items = []  # (request, segment) in order
+        for r, req in enumerate(requests):
+            q_ids = self.svlm_tokenizer(svlm_question_text(req.question), add_special_tokens=False).input_ids
+            enc = req.encoding if req.encoding.device == self.device else req.encoding.to(self.device)
+            slices = enc.vision.segment_slices()
+            for s_idx in range(enc.num_segments):
+                items.append((r, enc, s_idx, slices[s_idx], q_ids))
+        feats: list[torch.Tensor] = []
+        rels: list[torch.Tensor] = []
+        for start in range(0, len(items), COMPRESS_CHUNK):
+            chunk = items[start: start + COMPRESS_CHUNK]
             vision = VisionFeatures(
-                enc.vision.embeds[rows], enc.vision.deepstack[:, rows], enc.vision.tokens_per_segment[idx[0]: idx[-1] + 1]
+                torch.cat([enc.vision.embeds[sl] for _, enc, _, sl, _ in chunk]),
+                torch.cat([enc.vision.deepstack[:, sl] for _, enc, _, sl, _ in chunk], dim=1),
+                [enc.vision.tokens_per_segment[s] for _, enc, s, _, _ in chunk],
             )
+            grid = torch.stack([enc.grid_thw[s] for _, enc, s, _, _ in chunk])
             out = self.compressor(
-                [enc.prefix_ids[i] + question_ids for i in idx], vision, enc.grid_thw[idx[0]: idx[-1] + 1],
+                [enc.prefix_ids[s] + q for _, enc, s, _, q in chunk], vision, grid,
                 pad_id=self.svlm_tokens.pad, video_pad_id=self.svlm_tokens.video_pad,
             )
             feats.append(out.features)
             rels.append(out.relevance)
-        return torch.cat(feats), torch.cat(rels)
+        all_feats, all_rels = torch.cat(feats) if feats else None, torch.cat(rels) if rels else None
+        results, start = [], 0
+        for req in requests:
+            n = req.encoding.num_segments
+            results.append((all_feats[start: start + n], all_rels[start: start + n]))
+            start += n
+        return results
 
-    def _llm_inputs(
-        self, enc: VideoEncoding, features: torch.Tensor, alloc: np.ndarray, question: str,
-        history: list[dict[str, str]] | None, max_length: int,
-    ) -> torch.Tensor:
+    def _llm_inputs(self, req: AskRequest, features: torch.Tensor, alloc: np.ndarray) -> torch.Tensor:
         """[L, D_l] input embeddings: prompt head, per segment (timestamp, kept tokens), prompt tail."""
         tok = self.llm_tokenizer
         embed = self.llm.get_input_embeddings()
-        head_text, tail_text = llm_prompt_texts(question, history)
+        max_length = req.max_length or self.config.tokenizer_model_max_length
+        if max_length >= self.decode_max_seq:
+            raise InputError(f"max_length {max_length} exceeds this server's context of {self.decode_max_seq - 1} tokens")
+        try:
+            head_text, tail_text = llm_prompt_texts(req.question, req.history)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
         head = tok(head_text, add_special_tokens=False).input_ids
         tail = tok(tail_text, add_special_tokens=False).input_ids
         room = max_length - TRUNCATION_RESERVE - len(head) - len(tail)
@@ -362,7 +442,7 @@ class TempoPipeline:
         projected = self.projector(torch.cat(kept)).split([int(n) for n in alloc])
         pieces = []
         for i, proj in enumerate(projected):
-            ts = tok(segment_timestamp_text(i, enc.fps), add_special_tokens=False).input_ids
+            ts = tok(segment_timestamp_text(i, req.encoding.fps), add_special_tokens=False).input_ids
             pieces += [embed(torch.tensor(ts, device=self.device)), proj.to(embed.weight.dtype)]
         visual = torch.cat(pieces)[:room]
         ids = lambda xs: embed(torch.tensor(xs, device=self.device))  # noqa: E731

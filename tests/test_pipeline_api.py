@@ -92,3 +92,35 @@ def test_single_frame_video_is_answered(tiny_pipeline):
     frames = np.random.default_rng(0).integers(0, 255, (1, 40, 30, 3), dtype=np.uint8)
     result = tiny_pipeline.run(frames, 2.0, "What?", max_new_tokens=2)
     assert result.allocations.tolist() == [16] and len(result.segments) == 1
+
+
+def test_answer_many_equals_one_by_one_and_isolates_bad_requests(tiny_pipeline, encoding, video):
+    from models.tempo import AskRequest
+
+    other = tiny_pipeline.encode(video[0][8:33], video[1])
+    reqs = [
+        AskRequest(encoding, "What color?", max_new_tokens=5),
+        AskRequest(other, "Where is it?", max_new_tokens=7, visual_token_budget=20),
+        AskRequest(encoding, "   ", max_new_tokens=5),  # bad: empty question
+        AskRequest(other, "How many?", max_new_tokens=3, temperature=1.0, seed=3),
+    ]
+    batched = tiny_pipeline.answer_many(reqs)
+    assert isinstance(batched[2], InputError)
+    for req, got in zip(reqs, batched, strict=True):
+        if isinstance(got, InputError):
+            continue
+        alone = tiny_pipeline.answer(req.encoding, req.question, max_new_tokens=req.max_new_tokens,
+                                     visual_token_budget=req.visual_token_budget, temperature=req.temperature, seed=req.seed)
+        assert got.token_ids == alone.token_ids
+        np.testing.assert_array_equal(got.allocations, alone.allocations)
+
+
+def test_more_requests_than_decode_slots_all_complete(tiny_pipeline, encoding):
+    from models.tempo import AskRequest
+
+    slots = tiny_pipeline.decode_slots
+    reqs = [AskRequest(encoding, f"Question {i}?", max_new_tokens=3 + i % 4) for i in range(slots * 2 + 1)]
+    results = tiny_pipeline.answer_many(reqs)
+    for req, res in zip(reqs, results, strict=True):
+        assert res.completion_tokens <= req.max_new_tokens
+        assert res.token_ids == tiny_pipeline.answer(encoding, req.question, max_new_tokens=req.max_new_tokens).token_ids

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import Qwen3VLConfig
+from transformers import DynamicCache, Qwen3VLConfig
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
 
 from models.checkpoint import CheckpointReader
@@ -45,6 +45,54 @@ class VisionFeatures:
             out.append(slice(start, start + n))
             start += n
         return out
+
+
+@dataclass
+class PrefixKV:
+    """The SVLM's key/value cache of each segment's question-independent prefix (system + video).
+
+    Causal attention makes these states independent of the question, so they are computed once per
+    video and each question runs only its own tokens and the memory tokens against them.
+    """
+
+    keys: list[torch.Tensor]  # n_layers x [S, kv_heads, P, head_dim] (rows right-padded to P)
+    values: list[torch.Tensor]
+    mask: torch.Tensor  # [S, P] 1 on real prefix tokens
+    next_pos: torch.Tensor  # [S] rope position of the first token after the prefix
+
+    def rows(self, index: slice) -> PrefixKV:
+        width = int(self.mask[index].sum(1).max())  # drop padding columns no row of the slice needs
+        return PrefixKV([k[index, :, :width] for k in self.keys], [v[index, :, :width] for v in self.values],
+                        self.mask[index, :width], self.next_pos[index])
+
+    @staticmethod
+    def cat(parts: list[PrefixKV]) -> PrefixKV:
+        """Stack rows of several caches (right-padding each to the widest)."""
+        width = max(p.mask.shape[1] for p in parts)
+
+        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+            extra = width - t.shape[dim]
+            if extra == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = extra
+            return torch.cat([t, t.new_zeros(shape)], dim=dim)
+
+        n_layers = len(parts[0].keys)
+        return PrefixKV(
+            [torch.cat([pad(p.keys[i], 2) for p in parts]) for i in range(n_layers)],
+            [torch.cat([pad(p.values[i], 2) for p in parts]) for i in range(n_layers)],
+            torch.cat([pad(p.mask, 1) for p in parts]),
+            torch.cat([p.next_pos for p in parts]),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+    def to(self, device: torch.device | str) -> PrefixKV:
+        return PrefixKV([k.to(device) for k in self.keys], [v.to(device) for v in self.values],
+                        self.mask.to(device), self.next_pos.to(device))
 
 
 @dataclass
@@ -88,6 +136,64 @@ class Compressor(nn.Module):
             tokens_per_segment=(grid_thw.prod(-1) // merge).tolist(),
         )
 
+    def _prompt_batch(self, prompts: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.memory.device
+        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        for i, ids in enumerate(prompts):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+        return input_ids.to(device), (torch.arange(width)[None, :] < torch.tensor([len(p) for p in prompts])[:, None]).long().to(device)
+
+    def _embed_with_vision(self, input_ids: torch.Tensor, vision: VisionFeatures, video_pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        video_mask = input_ids == video_pad_id  # [S, W]
+        embeds = self.vlm.get_input_embeddings()(input_ids)  # [S, W, D_s]
+        if int(video_mask.sum()) != vision.embeds.shape[0]:
+            raise ValueError(f"{int(video_mask.sum())} video tokens in the prompts, {vision.embeds.shape[0]} features")
+        embeds[video_mask] = vision.embeds.to(embeds.dtype)
+        return embeds, video_mask
+
+    @torch.inference_mode()
+    def encode_prefix(self, prefixes: list[list[int]], vision: VisionFeatures, grid_thw: torch.Tensor,
+                      pad_id: int, video_pad_id: int) -> PrefixKV:
+        """Run the question-independent prefixes once and keep their key/value states."""
+        lengths = torch.tensor([len(p) for p in prefixes], device=self.memory.device)
+        input_ids, mask = self._prompt_batch(prefixes, int(lengths.max()), pad_id)
+        embeds, video_mask = self._embed_with_vision(input_ids, vision, video_pad_id)
+        token_type = (video_mask.long() * VIDEO_TOKEN_TYPE).int()
+        position_ids, _ = self.vlm.get_rope_index(
+            input_ids, mm_token_type_ids=token_type, video_grid_thw=grid_thw.to(input_ids.device), attention_mask=mask
+        )
+        out = self.vlm.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, visual_pos_masks=video_mask,
+            deepstack_visual_embeds=list(vision.deepstack.to(embeds.dtype)), use_cache=True,
+        )
+        rows = torch.arange(len(prefixes), device=input_ids.device)
+        next_pos = position_ids[0, rows, lengths - 1] + 1  # the prefix ends in text (<|vision_end|>)
+        cache = out.past_key_values
+        return PrefixKV([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], mask, next_pos)
+
+    @torch.inference_mode()
+    def forward_cached(self, prefix: PrefixKV, question_ids: list[list[int]]) -> CompressorOutput:
+        """The per-question pass against cached prefixes: [question | K memory tokens] per row.
+
+        Rows may carry different questions of the same token length (callers group by length), so
+        the new tokens need no padding; each row's positions continue from its own prefix.
+        """
+        device = self.memory.device
+        s, k, q = prefix.mask.shape[0], self.num_memory_tokens, len(question_ids[0])
+        ids = torch.tensor(question_ids, device=device)  # [S, Q]
+        embeds = torch.cat([
+            self.vlm.get_input_embeddings()(ids),
+            self.memory.expand(s, -1, -1),
+        ], dim=1)  # [S, Q+K, D_s]
+        mask = torch.cat([prefix.mask, torch.ones(s, q + k, dtype=prefix.mask.dtype, device=device)], dim=1)
+        pos = (prefix.next_pos[:, None] + torch.arange(q + k, device=device)[None, :])[None].expand(3, -1, -1)
+        cache = DynamicCache(ddp_cache_data=list(zip(prefix.keys, prefix.values, strict=True)))
+        hidden = self.vlm.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+        ).last_hidden_state  # [S, Q+K, D_s]
+        relevance = torch.sigmoid(hidden[:, q - 1].float() @ self.router)
+        return CompressorOutput(features=hidden[:, q:], relevance=relevance)
+
     @torch.inference_mode()
     def forward(
         self,
@@ -105,21 +211,12 @@ class Compressor(nn.Module):
         device = self.memory.device
         k = self.num_memory_tokens
         lengths = [len(p) for p in prompts]
-        width = max(lengths) + k
         s = len(prompts)
-        input_ids = torch.full((s, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((s, width), dtype=torch.long)
-        for i, ids in enumerate(prompts):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            mask[i, : len(ids) + k] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
-        video_mask = input_ids == video_pad_id  # [S, W]
+        input_ids, _ = self._prompt_batch(prompts, max(lengths) + k, pad_id)
+        mask = (torch.arange(input_ids.shape[1], device=device)[None, :]
+                < torch.tensor(lengths, device=device)[:, None] + k).long()  # prompt + memory tokens
+        embeds, video_mask = self._embed_with_vision(input_ids, vision, video_pad_id)
         token_type = (video_mask.long() * VIDEO_TOKEN_TYPE).int()
-
-        embeds = self.vlm.get_input_embeddings()(input_ids)  # [S, W, D_s]
-        if int(video_mask.sum()) != vision.embeds.shape[0]:
-            raise ValueError(f"{int(video_mask.sum())} video tokens in the prompts, {vision.embeds.shape[0]} features")
-        embeds[video_mask] = vision.embeds.to(embeds.dtype)
         rows = torch.arange(s, device=device)[:, None]
         mem_pos = torch.tensor(lengths, device=device)[:, None] + torch.arange(k, device=device)[None, :]  # [S, K]
         embeds[rows, mem_pos] = self.memory.to(embeds.dtype).expand(s, -1, -1)

@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase, Qwen3VLConfig
 
 from models.allocation import allocate_tokens
 from models.checkpoint import CheckpointReader, checkpoint_revision
-from models.compressor import Compressor, VisionFeatures
+from models.compressor import Compressor, PrefixKV, VisionFeatures
 from models.config import TempoConfig
 from models.decoder import FastDecoder
 from models.errors import InputError
@@ -42,8 +42,8 @@ from models.prompts import (
 
 log = logging.getLogger(__name__)
 
-# Segments per compressor forward pass: bounds activation memory on long videos; rows are independent.
-COMPRESS_CHUNK = 32
+# Tokens per compressor forward pass: bounds activation memory on long videos; rows are independent.
+COMPRESS_CHUNK_TOKENS = 32768
 # The reference's reserve for text tokens when it truncates the visual sequence (step 10).
 TRUNCATION_RESERVE = 16
 
@@ -92,6 +92,7 @@ class VideoEncoding:
     vision: VisionFeatures
     prefix_ids: list[list[int]]  # [S] SVLM prompt ids up to the end of each segment's video
     model_revision: str
+    prefix_kv: PrefixKV | None = None  # the SVLM's KV cache of those prefixes (GPU tier only; large)
 
     @property
     def num_segments(self) -> int:
@@ -100,7 +101,8 @@ class VideoEncoding:
     @property
     def nbytes(self) -> int:
         v = self.vision
-        return v.embeds.numel() * v.embeds.element_size() + v.deepstack.numel() * v.deepstack.element_size()
+        vision = v.embeds.numel() * v.embeds.element_size() + v.deepstack.numel() * v.deepstack.element_size()
+        return vision + (self.prefix_kv.nbytes if self.prefix_kv is not None else 0)
 
     @property
     def device(self) -> torch.device:
@@ -112,13 +114,19 @@ class VideoEncoding:
             for i in range(self.num_segments)
         ]
 
-    def to(self, device: torch.device | str) -> VideoEncoding:
+    def to(self, device: torch.device | str, keep_prefix_kv: bool = True) -> VideoEncoding:
         v = self.vision
         vision = VisionFeatures(v.embeds.to(device), v.deepstack.to(device), list(v.tokens_per_segment))
-        return VideoEncoding(self.fps, self.num_frames, self.frame_counts, self.grid_thw, vision, self.prefix_ids, self.model_revision)
+        kv = self.prefix_kv.to(device) if keep_prefix_kv and self.prefix_kv is not None else None
+        return VideoEncoding(self.fps, self.num_frames, self.frame_counts, self.grid_thw, vision, self.prefix_ids,
+                             self.model_revision, kv)
 
     def save(self, directory: str | Path) -> None:
-        """Write ``tensors.safetensors`` + ``meta.json``; the meta file is written last, as the commit mark."""
+        """Write ``tensors.safetensors`` + ``meta.json``; the meta file is written last, as the commit mark.
+
+        The prefix KV cache is not written (about 9 GB for an hour of video at full size); a loaded
+        entry recomputes it with ``TempoPipeline.attach_prefix_kv`` when the GPU tier wants it.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file(
@@ -272,8 +280,12 @@ class TempoPipeline:
 
     # --- question-independent work ------------------------------------------------------------------
     @torch.inference_mode()
-    def encode(self, frames: np.ndarray, fps: float) -> VideoEncoding:
-        """Steps 2-4 and the vision tower: everything about a video that no question changes."""
+    def encode(self, frames: np.ndarray, fps: float, prefix_kv: bool | None = None) -> VideoEncoding:
+        """Steps 2-4 and the vision tower: everything about a video that no question changes.
+
+        With ``prefix_kv`` (default: on CUDA) the SVLM also runs each segment's system+video prefix
+        once and keeps its KV cache, so a question runs only its own tokens and the memory tokens.
+        """
         if frames.ndim != 4 or frames.shape[0] == 0:
             raise InputError(f"expected frames [T, H, W, 3] with T >= 1, got shape {tuple(frames.shape)}")
         if not fps > 0:
@@ -285,7 +297,27 @@ class TempoPipeline:
         for i, (count, (_, h, w)) in enumerate(zip(pre.frame_counts, pre.grid_thw.tolist(), strict=True)):
             text = svlm_prefix_text(i, count, h * w // merge, fps)
             prefix_ids.append(self.svlm_tokenizer(text, add_special_tokens=False).input_ids)
-        return VideoEncoding(fps, int(frames.shape[0]), pre.frame_counts, pre.grid_thw, vision, prefix_ids, self.model_revision)
+        enc = VideoEncoding(fps, int(frames.shape[0]), pre.frame_counts, pre.grid_thw, vision, prefix_ids, self.model_revision)
+        if prefix_kv if prefix_kv is not None else self.device.type == "cuda":
+            self.attach_prefix_kv(enc)
+        return enc
+
+    @torch.inference_mode()
+    def attach_prefix_kv(self, enc: VideoEncoding) -> None:
+        """Compute the SVLM prefix KV cache of an encoding (on this pipeline's device), in row chunks."""
+        if enc.device != self.device:
+            enc.vision = enc.to(self.device, keep_prefix_kv=False).vision
+        slices = enc.vision.segment_slices()
+        parts = []
+        for rows in _row_chunks([len(p) for p in enc.prefix_ids]):
+            vision = VisionFeatures(
+                enc.vision.embeds[slices[rows.start].start: slices[rows.stop - 1].stop],
+                enc.vision.deepstack[:, slices[rows.start].start: slices[rows.stop - 1].stop],
+                enc.vision.tokens_per_segment[rows],
+            )
+            parts.append(self.compressor.encode_prefix(
+                enc.prefix_ids[rows], vision, enc.grid_thw[rows], self.svlm_tokens.pad, self.svlm_tokens.video_pad))
+        enc.prefix_kv = PrefixKV.cat(parts)
 
     # --- per-question work ----------------------------------------------------------------------------
     @property
@@ -385,40 +417,51 @@ class TempoPipeline:
 
     # --- internals --------------------------------------------------------------------------------
     def _compress_many(self, requests: list[AskRequest]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Steps 5-7 for every segment of every request, packed into chunks of ``COMPRESS_CHUNK`` rows.
+        """Steps 5-7 for every segment of every request. Returns per request (features [S, K, D_s], relevance [S]).
 
-        Returns per request (features [S, K, D_s], relevance [S]).
+        Segments of videos with a prefix KV cache run only [question | memory] against it, grouped by
+        question length so rows need no padding; the others run their whole prompt. Either way rows
+        of different requests share forward passes of up to ``COMPRESS_CHUNK_TOKENS`` tokens.
         """
-        items = []  # (request, segment) in order
-        for r, req in enumerate(requests):
-            q_ids = self.svlm_tokenizer(svlm_question_text(req.question), add_special_tokens=False).input_ids
-            enc = req.encoding if req.encoding.device == self.device else req.encoding.to(self.device)
-            slices = enc.vision.segment_slices()
-            for s_idx in range(enc.num_segments):
-                items.append((r, enc, s_idx, slices[s_idx], q_ids))
-        feats: list[torch.Tensor] = []
-        rels: list[torch.Tensor] = []
-        for start in range(0, len(items), COMPRESS_CHUNK):
-            chunk = items[start: start + COMPRESS_CHUNK]
+        encs = [r.encoding if r.encoding.device == self.device else r.encoding.to(self.device) for r in requests]
+        q_ids = [self.svlm_tokenizer(svlm_question_text(r.question), add_special_tokens=False).input_ids for r in requests]
+        feats: list[list[torch.Tensor | None]] = [[None] * e.num_segments for e in encs]
+        rels: list[list[torch.Tensor | None]] = [[None] * e.num_segments for e in encs]
+        k = self.compressor.num_memory_tokens
+
+        def store(items: list[tuple[int, int]], out) -> None:
+            for j, (r, s) in enumerate(items):
+                feats[r][s], rels[r][s] = out.features[j], out.relevance[j]
+
+        groups: dict[int, list[tuple[int, int]]] = {}  # question length -> cached rows
+        full: list[tuple[int, int]] = []
+        for r, enc in enumerate(encs):
+            target = groups.setdefault(len(q_ids[r]), []) if enc.prefix_kv is not None else full
+            target += [(r, s) for s in range(enc.num_segments)]
+
+        for q_len, items in groups.items():
+            for rows in _row_chunks([q_len + k + encs[r].prefix_kv.mask.shape[1] // 4 for r, _ in items]):
+                chunk = items[rows]
+                prefix = PrefixKV.cat([encs[r].prefix_kv.rows(run) for r, run in _runs(chunk)])
+                store(chunk, self.compressor.forward_cached(prefix, [q_ids[r] for r, _ in chunk]))
+
+        for rows in _row_chunks([len(encs[r].prefix_ids[s]) + len(q_ids[r]) + k for r, s in full]):
+            chunk = full[rows]
+            runs = _runs(chunk)
+            slices = {r: encs[r].vision.segment_slices() for r, _ in runs}
+            cols = [slice(slices[r][run.start].start, slices[r][run.stop - 1].stop) for r, run in runs]
             vision = VisionFeatures(
-                torch.cat([enc.vision.embeds[sl] for _, enc, _, sl, _ in chunk]),
-                torch.cat([enc.vision.deepstack[:, sl] for _, enc, _, sl, _ in chunk], dim=1),
-                [enc.vision.tokens_per_segment[s] for _, enc, s, _, _ in chunk],
+                torch.cat([encs[r].vision.embeds[c] for (r, _), c in zip(runs, cols, strict=True)]),
+                torch.cat([encs[r].vision.deepstack[:, c] for (r, _), c in zip(runs, cols, strict=True)], dim=1),
+                [encs[r].vision.tokens_per_segment[s] for r, s in chunk],
             )
-            grid = torch.stack([enc.grid_thw[s] for _, enc, s, _, _ in chunk])
             out = self.compressor(
-                [enc.prefix_ids[s] + q for _, enc, s, _, q in chunk], vision, grid,
+                [encs[r].prefix_ids[s] + q_ids[r] for r, s in chunk], vision,
+                torch.stack([encs[r].grid_thw[s] for r, s in chunk]),
                 pad_id=self.svlm_tokens.pad, video_pad_id=self.svlm_tokens.video_pad,
             )
-            feats.append(out.features)
-            rels.append(out.relevance)
-        all_feats, all_rels = torch.cat(feats) if feats else None, torch.cat(rels) if rels else None
-        results, start = [], 0
-        for req in requests:
-            n = req.encoding.num_segments
-            results.append((all_feats[start: start + n], all_rels[start: start + n]))
-            start += n
-        return results
+            store(chunk, out)
+        return [(torch.stack(f), torch.stack(r)) for f, r in zip(feats, rels, strict=True)]
 
     def _llm_inputs(self, req: AskRequest, features: torch.Tensor, alloc: np.ndarray) -> torch.Tensor:
         """[L, D_l] input embeddings: prompt head, per segment (timestamp, kept tokens), prompt tail."""
@@ -447,6 +490,30 @@ class TempoPipeline:
         visual = torch.cat(pieces)[:room]
         ids = lambda xs: embed(torch.tensor(xs, device=self.device))  # noqa: E731
         return torch.cat([ids(head), visual, ids(tail)])[:max_length]
+
+
+def _row_chunks(row_tokens: list[int], budget: int = COMPRESS_CHUNK_TOKENS) -> list[slice]:
+    """Split rows into consecutive chunks of at most ``budget`` tokens (at least one row each)."""
+    chunks, start, total = [], 0, 0
+    for i, n in enumerate(row_tokens):
+        if i > start and total + n > budget:
+            chunks.append(slice(start, i))
+            start, total = i, 0
+        total += n
+    if start < len(row_tokens):
+        chunks.append(slice(start, len(row_tokens)))
+    return chunks
+
+
+def _runs(items: list[tuple[int, int]]) -> list[tuple[int, slice]]:
+    """Group (request, segment) items into runs of consecutive segments of one request."""
+    runs: list[tuple[int, slice]] = []
+    for r, s in items:
+        if runs and runs[-1][0] == r and runs[-1][1].stop == s:
+            runs[-1] = (r, slice(runs[-1][1].start, s + 1))
+        else:
+            runs.append((r, slice(s, s + 1)))
+    return runs
 
 
 class _StreamingText:

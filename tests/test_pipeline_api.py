@@ -124,3 +124,28 @@ def test_more_requests_than_decode_slots_all_complete(tiny_pipeline, encoding):
     for req, res in zip(reqs, results, strict=True):
         assert res.completion_tokens <= req.max_new_tokens
         assert res.token_ids == tiny_pipeline.answer(encoding, req.question, max_new_tokens=req.max_new_tokens).token_ids
+
+
+def test_prefix_kv_cache_gives_the_same_compression_and_tokens(tiny_pipeline, video):
+    plain = tiny_pipeline.encode(*video, prefix_kv=False)
+    cached = tiny_pipeline.encode(*video, prefix_kv=True)
+    assert plain.prefix_kv is None and cached.prefix_kv is not None
+    a = tiny_pipeline.answer(plain, "What color is it?", max_new_tokens=6, debug=True)
+    b = tiny_pipeline.answer(cached, "What color is it?", max_new_tokens=6, debug=True)
+    assert a.token_ids == b.token_ids
+    np.testing.assert_array_equal(a.allocations, b.allocations)
+    np.testing.assert_allclose(a.relevance, b.relevance, atol=1e-6)
+    np.testing.assert_allclose(a.compression_features, b.compression_features, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_and_uncached_requests_batch_together(tiny_pipeline, video):
+    from models.tempo import AskRequest
+
+    cached = tiny_pipeline.encode(*video, prefix_kv=True)
+    plain = tiny_pipeline.encode(video[0][:17], video[1], prefix_kv=False)
+    questions = ["Is it red?", "Which way does the square move?", "Why?"]
+    reqs = [AskRequest(e, q, max_new_tokens=4) for e in (cached, plain) for q in questions]
+    for req, res in zip(reqs, tiny_pipeline.answer_many(reqs), strict=True):
+        alone = tiny_pipeline.answer(req.encoding, req.question, max_new_tokens=4)
+        assert res.token_ids == alone.token_ids
+        np.testing.assert_array_equal(res.allocations, alone.allocations)

@@ -10,13 +10,12 @@ import copy
 import typing
 from pathlib import Path
 
+import helm_python as helm  # pip install helm-python-sdk (dev extra); a hard import: never skip
+import kubernetes_validate  # pip install kubernetes-validate (dev extra)
 import pytest
 import yaml
 
 from service.settings import Settings
-
-helm = pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "k8s" / "tempo-serve"

@@ -107,6 +107,7 @@ def is_ignored(rel: str) -> bool:
 
 def context_files(src: str) -> list[Path]:
     matches = sorted(REPO.glob(src)) if any(ch in src for ch in "*?[") else [REPO / src]
+    matches = [m for m in matches if m.exists()]
     files = []
     for m in matches:
         files.extend([p for p in m.rglob("*") if p.is_file()] if m.is_dir() else [m])
@@ -153,6 +154,15 @@ def test_copy_sources_exist_and_are_in_the_build_context(image: str) -> None:
             assert kept, f"{image}: COPY source {src!r} is excluded by .dockerignore"
             if (REPO / src).is_file():
                 assert kept == files, f"{image}: {src} is excluded by .dockerignore"
+
+
+@pytest.mark.parametrize("image", sorted(DOCKERFILES))
+def test_every_project_package_is_copied(image: str) -> None:
+    includes = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {i.rstrip("*.") for i in includes}
+    copied = {src.rstrip("/") for args in args_of(DOCKERFILES[image], "COPY") for src in copy_sources(args)}
+    assert packages <= copied, f"{image}: packages not copied: {packages - copied}"
+    assert "pyproject.toml" in copied
 
 
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))

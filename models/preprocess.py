@@ -8,6 +8,8 @@ segments and turn each into Qwen3-VL ``pixel_values_videos`` rows.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,15 +87,26 @@ def _clip_size(h: int, w: int, nframes: int) -> tuple[int, int]:
     return smart_resize(h, w, _CLIP_FACTOR, _CLIP_MIN_PIXELS, max_pixels)
 
 
-def _frame_resize(frames: np.ndarray) -> np.ndarray:
-    """Step 4.1: the per-frame image rule (factor 64) with PIL bicubic. frames: uint8 [T, H, W, 3]."""
-    h, w = frames.shape[1:3]
+def _pil_frames(frames: np.ndarray) -> np.ndarray:
+    """Steps 2 and 4.1 with PIL bicubic, frame by frame on a thread pool (PIL releases the GIL).
+
+    frames: uint8 [T, H, W, 3] -> uint8 [T, H', W', 3], bit-exact with the reference.
+    """
+    h, w = resize_to_max_edge(frames[0]).shape[:2]
     new_h, new_w = smart_resize(h, w, _FRAME_FACTOR, 4 * 64 * 64, 16384 * 64 * 64)
-    if (new_h, new_w) == (h, w):
-        return frames
     out = np.empty((frames.shape[0], new_h, new_w, 3), dtype=np.uint8)
-    for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((new_w, new_h), resample=Image.BICUBIC))
+
+    def one(i: int) -> None:
+        frame = resize_to_max_edge(frames[i])
+        out[i] = frame if (new_h, new_w) == (h, w) else np.asarray(
+            Image.fromarray(frame).resize((new_w, new_h), resample=Image.BICUBIC))
+
+    if frames.shape[0] < 16:
+        for i in range(frames.shape[0]):
+            one(i)
+    else:
+        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+            list(pool.map(one, range(frames.shape[0])))
     return out
 
 
@@ -106,20 +119,57 @@ def _patchify(clip: torch.Tensor) -> torch.Tensor:
     return x.reshape(gt * gh * gw, c * TEMPORAL_PATCH * PATCH_SIZE * PATCH_SIZE)
 
 
-def preprocess_segments(frames: np.ndarray, device: torch.device | str = "cpu") -> PreprocessedSegments:
+def _torch_resize_uint8(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic antialiased resize of float [T, 3, H, W] uint8-valued frames, rounded like PIL's output.
+
+    PyTorch's antialiased bicubic uses PIL's kernel (a = -0.5); the result differs from PIL's
+    fixed-point arithmetic by at most a level or so, well inside bf16 tolerance.
+    """
+    if tuple(video.shape[-2:]) == size:
+        return video
+    out = F.interpolate(video, size=size, mode="bicubic", align_corners=False, antialias=True)
+    return out.clamp(0, 255).round()
+
+
+def _gpu_frames(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """Steps 2 and 4.1 on the accelerator: float [T, 3, H', W'] (uint8 values)."""
+    h, w = frames.shape[1:3]
+    longest = max(h, w)
+    if longest > MAX_FRAME_EDGE:
+        h2 = max(16, int(round(h * MAX_FRAME_EDGE / longest / 16) * 16))
+        w2 = max(16, int(round(w * MAX_FRAME_EDGE / longest / 16) * 16))
+    else:
+        h2, w2 = h, w
+    h3, w3 = smart_resize(h2, w2, _FRAME_FACTOR, 4 * 64 * 64, 16384 * 64 * 64)
+    host = torch.from_numpy(frames)
+    if torch.device(device).type == "cuda":
+        host = host.pin_memory()
+    out = torch.empty((frames.shape[0], 3, h3, w3), device=device)
+    step = 256  # frames per resize call: bounds the float copy of full-size frames
+    for i in range(0, frames.shape[0], step):
+        chunk = host[i: i + step].to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+        out[i: i + step] = _torch_resize_uint8(_torch_resize_uint8(chunk, (h2, w2)), (h3, w3))
+    return out
+
+
+def preprocess_segments(frames: np.ndarray, device: torch.device | str = "cpu", exact: bool = True) -> PreprocessedSegments:
     """Steps 2-4 for all sampled frames of a video. frames: uint8 [T, H, W, 3].
 
     Every frame of a video has the same size, so steps 4.1 and 4.3 (both per-frame spatial resizes)
     run once over all frames; the even-count padding of step 4.2 repeats an already resized frame,
     which gives the same pixels as repeating it before resizing.
+
+    ``exact`` runs steps 2 and 4.1 with PIL on CPU threads, bit-exact with the reference; the rest
+    runs on ``device``. ``exact=False`` runs every step with PyTorch on ``device`` (within a level or
+    two of PIL when shrinking, more when enlarging tiny frames).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
-    frames = np.stack([resize_to_max_edge(f) for f in frames])  # step 2 (no-op for small frames)
-    frames = _frame_resize(frames)  # step 4.1
-    bounds = segment_bounds(frames.shape[0])
-
-    video = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    if exact:
+        video = torch.from_numpy(_pil_frames(frames)).to(device).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    else:
+        video = _gpu_frames(frames, device)
+    bounds = segment_bounds(video.shape[0])
     h, w = video.shape[-2:]
     rows, grids, counts = [], [], []
     for start, end in bounds:

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     ask_wait_for_video_s: float = 600.0
     ask_timeout_s: float = 900.0
+    served_model_name: str = "tempo-6b"
 
     # --- queue / workers ----------------------------------------------------------------------
     worker_id: str | None = None

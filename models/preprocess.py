@@ -8,8 +8,11 @@ segments and turn each into Qwen3-VL ``pixel_values_videos`` rows.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 MAX_FRAME_EDGE = 512
@@ -45,3 +48,95 @@ def smart_resize(h: int, w: int, factor: int, min_pixels: int, max_pixels: int) 
         h_bar = math.ceil(h * beta / factor) * factor
         w_bar = math.ceil(w * beta / factor) * factor
     return h_bar, w_bar
+
+
+# --- steps 3-4: segments and Qwen3-VL pixel rows --------------------------------------------------
+
+PATCH_SIZE = 16
+TEMPORAL_PATCH = 2
+MERGE_SIZE = 2
+_FRAME_FACTOR = 64  # the reference passes 32 as "patch size" and multiplies by merge 2 again
+_CLIP_FACTOR = 32
+_CLIP_MIN_PIXELS = 128 * 32 * 32
+_CLIP_TOTAL_PIXELS = 128000 * 32 * 32 * 0.9
+
+
+@dataclass(frozen=True)
+class PreprocessedSegments:
+    """Pixel input of the SVLM for every segment of one video.
+
+    ``pixel_values`` rows are grouped by segment in order; segment ``i`` owns
+    ``grid_thw[i].prod()`` rows. ``frame_counts`` are the per-segment frame counts after the
+    even-count padding (the padded frame takes the next global index for timestamps).
+    """
+
+    pixel_values: torch.Tensor  # [sum_i t_i*h_i*w_i, 3*2*16*16] float32
+    grid_thw: torch.Tensor  # [S, 3] int64: (frames/2, H/16, W/16)
+    frame_counts: list[int]  # [S] frames per segment after padding to even
+
+
+def segment_bounds(num_frames: int) -> list[tuple[int, int]]:
+    """Step 3: windows of 8 frames, stride 8; the last may be shorter."""
+    return [(s, min(s + SEGMENT_FRAMES, num_frames)) for s in range(0, num_frames, SEGMENT_FRAMES)]
+
+
+def _clip_size(h: int, w: int, nframes: int) -> tuple[int, int]:
+    max_pixels = max(min(768 * 32 * 32, _CLIP_TOTAL_PIXELS / nframes * 2), int(_CLIP_MIN_PIXELS * 1.05))
+    return smart_resize(h, w, _CLIP_FACTOR, _CLIP_MIN_PIXELS, max_pixels)
+
+
+def _frame_resize(frames: np.ndarray) -> np.ndarray:
+    """Step 4.1: the per-frame image rule (factor 64) with PIL bicubic. frames: uint8 [T, H, W, 3]."""
+    h, w = frames.shape[1:3]
+    new_h, new_w = smart_resize(h, w, _FRAME_FACTOR, 4 * 64 * 64, 16384 * 64 * 64)
+    if (new_h, new_w) == (h, w):
+        return frames
+    out = np.empty((frames.shape[0], new_h, new_w, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = np.asarray(Image.fromarray(frame).resize((new_w, new_h), resample=Image.BICUBIC))
+    return out
+
+
+def _patchify(clip: torch.Tensor) -> torch.Tensor:
+    """Qwen3-VL patch rows of one clip. clip: float [T(even), 3, H, W] -> [T/2*H/16*W/16, 1536]."""
+    t, c, h, w = clip.shape
+    gt, gh, gw = t // TEMPORAL_PATCH, h // PATCH_SIZE, w // PATCH_SIZE
+    x = clip.reshape(gt, TEMPORAL_PATCH, c, gh // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, gw // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # gt, gh/m, gw/m, m, m, c, tp, p, p
+    return x.reshape(gt * gh * gw, c * TEMPORAL_PATCH * PATCH_SIZE * PATCH_SIZE)
+
+
+def preprocess_segments(frames: np.ndarray, device: torch.device | str = "cpu") -> PreprocessedSegments:
+    """Steps 2-4 for all sampled frames of a video. frames: uint8 [T, H, W, 3].
+
+    Every frame of a video has the same size, so steps 4.1 and 4.3 (both per-frame spatial resizes)
+    run once over all frames; the even-count padding of step 4.2 repeats an already resized frame,
+    which gives the same pixels as repeating it before resizing.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    frames = np.stack([resize_to_max_edge(f) for f in frames])  # step 2 (no-op for small frames)
+    frames = _frame_resize(frames)  # step 4.1
+    bounds = segment_bounds(frames.shape[0])
+
+    video = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    h, w = video.shape[-2:]
+    rows, grids, counts = [], [], []
+    for start, end in bounds:
+        clip = video[start:end]
+        if clip.shape[0] == 1:  # step 3: a single-frame window is repeated once
+            clip = clip.repeat(2, 1, 1, 1)
+        if clip.shape[0] % 2:  # step 4.2
+            clip = torch.cat([clip, clip[-1:]], dim=0)
+        new_h, new_w = _clip_size(h, w, clip.shape[0])  # step 4.3
+        clip = F.interpolate(clip, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+        clip = clip.clamp(0, 255).round().to(torch.uint8).float()
+        clip = (clip - 127.5) / 127.5  # step 4.4: rescale 1/255 then normalise mean 0.5 std 0.5, fused
+        rows.append(_patchify(clip))
+        grids.append((clip.shape[0] // TEMPORAL_PATCH, new_h // PATCH_SIZE, new_w // PATCH_SIZE))
+        counts.append(clip.shape[0])
+    return PreprocessedSegments(
+        pixel_values=torch.cat(rows, dim=0),
+        grid_thw=torch.tensor(grids, dtype=torch.long),
+        frame_counts=counts,
+    )

@@ -1,24 +1,25 @@
 from __future__ import annotations
 
-import pytest
-import redis
+import json
+from pathlib import Path
 
-from tests.redis_server import start_redis
+import numpy as np
+import pytest
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+
+
+def golden_case(name: str) -> tuple[dict, dict[str, np.ndarray]]:
+    meta = json.loads((GOLDEN / "cases" / f"{name}.json").read_text())
+    arrays = dict(np.load(GOLDEN / "cases" / f"{name}.npz"))
+    return meta, arrays
+
+
+GOLDEN_CASES = [c["name"] for c in json.loads((GOLDEN / "cases" / "cases.json").read_text())]
 
 
 @pytest.fixture(scope="session")
-def redis_server():
-    try:
-        server = start_redis()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
+def tiny_pipeline():
+    from models.tempo import TempoPipeline
 
-
-@pytest.fixture
-def r(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
+    return TempoPipeline.from_pretrained(device="cpu")

@@ -57,3 +57,25 @@ def start_redis() -> RedisServer:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("redis-server did not start")
+
+
+# --- pytest fixtures (imported by the conftest of tests/unit and tests/e2e) ---------------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    try:
+        server = start_redis()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def r(redis_server):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()

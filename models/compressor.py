@@ -1,0 +1,142 @@
+"""The query-conditioned compressor: Qwen3-VL-2B reading one segment + the question + K memory tokens.
+
+Checkpoint layout (Tempo-6B safetensors) -> module:
+    model.vision_tower_aux_list.0.vlm.model.visual.*          -> vlm.visual.*
+    model.vision_tower_aux_list.0.vlm.model.language_model.*  -> vlm.language_model.*
+    model.vision_tower_aux_list.0.compression_tokens [1,K,D_s] -> memory
+and from the base Qwen3-VL-2B-Instruct directory:
+    lm_head.weight, else model.language_model.embed_tokens.weight (tied) -> router = E[Yes] - E[No]
+
+Work splits in two (reference steps 5-7):
+  * ``encode_vision`` (question-independent, cacheable per video): the vision tower over every
+    segment's pixel rows -> merged visual tokens and the deepstack features.
+  * ``forward`` (per question): the language model over [prefix | question | K memory tokens] for
+    every segment, with the cached visual tokens scattered in; returns the hidden states at the
+    memory positions and the relevance score from the last prompt token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import Qwen3VLConfig
+from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
+
+from models.checkpoint import CheckpointReader
+
+TEMPO_SVLM_PREFIX = "model.vision_tower_aux_list.0.vlm.model."
+TEMPO_MEMORY_KEY = "model.vision_tower_aux_list.0.compression_tokens"
+VIDEO_TOKEN_TYPE = 2  # mm_token_type_ids: 0 text, 1 image, 2 video
+
+
+@dataclass
+class VisionFeatures:
+    """Vision-tower output for the segments of a video, rows in segment order."""
+
+    embeds: torch.Tensor  # [N, D_s] merged visual tokens, N = sum_i t_i*h_i*w_i/4
+    deepstack: torch.Tensor  # [n_deepstack_layers, N, D_s]
+    tokens_per_segment: list[int]  # [S]
+
+    def segment_slices(self) -> list[slice]:
+        out, start = [], 0
+        for n in self.tokens_per_segment:
+            out.append(slice(start, start + n))
+            start += n
+        return out
+
+
+@dataclass
+class CompressorOutput:
+    features: torch.Tensor  # [S, K, D_s] hidden states at the memory positions
+    relevance: torch.Tensor  # [S] float32 sigmoid((h_last . (E[Yes]-E[No])))
+
+
+class Compressor(nn.Module):
+    def __init__(self, config: Qwen3VLConfig, num_memory_tokens: int) -> None:
+        super().__init__()
+        self.config = config
+        self.vlm = Qwen3VLModel(config)
+        d = config.text_config.hidden_size
+        self.memory = nn.Parameter(torch.zeros(1, num_memory_tokens, d))
+        self.register_buffer("router", torch.zeros(d, dtype=torch.float32), persistent=False)
+
+    @property
+    def num_memory_tokens(self) -> int:
+        return self.memory.shape[1]
+
+    def load_checkpoint(self, tempo: CheckpointReader, base: CheckpointReader, yes_id: int, no_id: int) -> None:
+        dtype = self.memory.dtype
+        state = tempo.read_prefix(TEMPO_SVLM_PREFIX, dtype)
+        missing, unexpected = self.vlm.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise KeyError(f"SVLM weights do not fit Qwen3-VL: missing={missing[:5]} unexpected={unexpected[:5]}")
+        self.memory.data.copy_(tempo.read([TEMPO_MEMORY_KEY])[TEMPO_MEMORY_KEY])
+        head = "lm_head.weight" if "lm_head.weight" in base else "model.language_model.embed_tokens.weight"
+        emb = base.read([head])[head].float()
+        self.router.copy_(emb[yes_id] - emb[no_id])
+
+    @torch.inference_mode()
+    def encode_vision(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> VisionFeatures:
+        visual = self.vlm.visual
+        out = visual(pixel_values.to(visual.dtype), grid_thw=grid_thw.to(pixel_values.device), return_dict=True)
+        merge = visual.spatial_merge_size**2
+        return VisionFeatures(
+            embeds=out.pooler_output,
+            deepstack=torch.stack(out.deepstack_features),
+            tokens_per_segment=(grid_thw.prod(-1) // merge).tolist(),
+        )
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        prompts: list[list[int]],
+        vision: VisionFeatures,
+        grid_thw: torch.Tensor,
+        pad_id: int,
+        video_pad_id: int,
+    ) -> CompressorOutput:
+        """Run every segment's prompt (prefix + question ids) as one right-padded batch (step 6-7).
+
+        The memory tokens are written right after each row's real tokens, so position ids continue
+        from the prompt and the padding to the right stays masked.
+        """
+        device = self.memory.device
+        k = self.num_memory_tokens
+        lengths = [len(p) for p in prompts]
+        width = max(lengths) + k
+        s = len(prompts)
+        input_ids = torch.full((s, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((s, width), dtype=torch.long)
+        for i, ids in enumerate(prompts):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            mask[i, : len(ids) + k] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        video_mask = input_ids == video_pad_id  # [S, W]
+        token_type = (video_mask.long() * VIDEO_TOKEN_TYPE).int()
+
+        embeds = self.vlm.get_input_embeddings()(input_ids)  # [S, W, D_s]
+        if int(video_mask.sum()) != vision.embeds.shape[0]:
+            raise ValueError(f"{int(video_mask.sum())} video tokens in the prompts, {vision.embeds.shape[0]} features")
+        embeds[video_mask] = vision.embeds.to(embeds.dtype)
+        rows = torch.arange(s, device=device)[:, None]
+        mem_pos = torch.tensor(lengths, device=device)[:, None] + torch.arange(k, device=device)[None, :]  # [S, K]
+        embeds[rows, mem_pos] = self.memory.to(embeds.dtype).expand(s, -1, -1)
+
+        position_ids, _ = self.vlm.get_rope_index(
+            input_ids, mm_token_type_ids=token_type, video_grid_thw=grid_thw.to(device), attention_mask=mask
+        )
+        hidden = self.vlm.language_model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=position_ids,
+            visual_pos_masks=video_mask,
+            deepstack_visual_embeds=list(vision.deepstack.to(embeds.dtype)),
+            use_cache=False,
+        ).last_hidden_state  # [S, W, D_s]
+
+        features = hidden[rows, mem_pos]  # [S, K, D_s]
+        last = hidden[rows[:, 0], torch.tensor(lengths, device=device) - 1].float()  # [S, D_s]
+        relevance = torch.sigmoid(last @ self.router)
+        return CompressorOutput(features=features, relevance=relevance)

@@ -85,8 +85,10 @@ def _install_error_handlers(app: FastAPI) -> None:
                 loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
                 parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
             msg, code = "invalid request: " + "; ".join(parts), "invalid_request"
-        param = ".".join(str(x) for x in errors[0].get("loc", ())[1:]) if errors else None
-        return JSONResponse({"error": {"message": msg, "type": "invalid_request_error", "param": param or None,
+        param = None
+        if errors and code != "invalid_json":
+            param = ".".join(str(x) for x in errors[0].get("loc", ())[1:]) or None
+        return JSONResponse({"error": {"message": msg, "type": "invalid_request_error", "param": param,
                                        "code": code}}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,0 +1,210 @@
+"""Fast batched decoding for the answering LLM (Qwen3): a preallocated KV cache and CUDA graphs.
+
+The module shares its weights with the loaded ``Qwen3ForCausalLM`` (no copy) and computes the same
+function: per layer ``h = x + o(attn(rope(qk_norm(q, k)), v))``, ``x' = h + mlp(norm(h))``, GQA,
+SDPA. What differs is the bookkeeping:
+
+* ``KVCache``: one preallocated tensor per layer, ``[slots, kv_heads, max_seq, head_dim]``. A
+  sequence owns a slot; prefill writes positions ``0..L-1``, each decode step writes at ``pos``.
+* ``prefill(slot, embeds)``: one sequence's prompt (plain positions 0..L-1, reference step 10).
+* ``decode(tokens, positions)``: one step for the sequences in slots ``0..B-1`` (the caller keeps
+  active sequences packed at the front). Attention reads only the first ``kv_len`` cache positions,
+  where ``kv_len`` is a bucket (power of two) over the longest active sequence; on CUDA each
+  (batch bucket, kv bucket) pair is captured once as a CUDA graph and replayed, which removes the
+  per-kernel launch cost that dominates eager decoding at small batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import Qwen3ForCausalLM
+
+log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _bucket(n: int, buckets: tuple[int, ...]) -> int:
+    for b in buckets:
+        if n <= b:
+            return b
+    raise ValueError(f"{n} exceeds the largest bucket {buckets[-1]}")
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+@dataclass
+class KVCache:
+    k: list[torch.Tensor]  # n_layers x [slots, kv_heads, max_seq, head_dim]
+    v: list[torch.Tensor]
+
+    @classmethod
+    def allocate(cls, n_layers: int, slots: int, kv_heads: int, max_seq: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device) -> KVCache:
+        shape = (slots, kv_heads, max_seq, head_dim)
+        return cls([torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)],
+                   [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)])
+
+    @property
+    def slots(self) -> int:
+        return self.k[0].shape[0]
+
+    @property
+    def max_seq(self) -> int:
+        return self.k[0].shape[2]
+
+    def move_slot(self, src: int, dst: int, length: int) -> None:
+        """Copy a sequence's first ``length`` positions to another slot (to keep active slots packed)."""
+        for k, v in zip(self.k, self.v, strict=True):
+            k[dst, :, :length] = k[src, :, :length]
+            v[dst, :, :length] = v[src, :, :length]
+
+
+class FastDecoder:
+    """Prefill + batched decode over a static KV cache, sharing weights with an HF Qwen3ForCausalLM."""
+
+    def __init__(self, model: Qwen3ForCausalLM, slots: int, max_seq: int, use_cuda_graphs: bool | None = None) -> None:
+        cfg = model.config
+        self.model = model
+        self.device = model.device
+        self.dtype = model.dtype
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.eps = cfg.rms_norm_eps
+        self.vocab_size = cfg.vocab_size
+        theta = cfg.rope_parameters["rope_theta"] if getattr(cfg, "rope_parameters", None) else cfg.rope_theta
+        self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float, device=self.device) / self.head_dim))
+        self.cache = KVCache.allocate(cfg.num_hidden_layers, slots, self.n_kv, max_seq, self.head_dim, self.dtype, self.device)
+        self.use_cuda_graphs = (self.device.type == "cuda") if use_cuda_graphs is None else use_cuda_graphs
+        self._graphs: dict[tuple[int, int], _Graph] = {}
+        self._kv_buckets = tuple(sorted({min(max_seq, 1 << p) for p in range(7, 20)}))
+
+    # --- the model function ----------------------------------------------------------------------
+    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions.float()[..., None] * self.inv_freq  # [..., D/2]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
+
+    def _layers(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attend) -> torch.Tensor:
+        """x: [B, T, D]; cos/sin: [B, T, head_dim]; ``attend(layer, q, k, v)`` -> [B, H, T, head_dim]."""
+        b, t, _ = x.shape
+        for i, layer in enumerate(self.model.model.layers):
+            attn = layer.self_attn
+            h = _rms_norm(x, layer.input_layernorm.weight, self.eps)
+            q = attn.q_proj(h).view(b, t, self.n_heads, self.head_dim)
+            k = attn.k_proj(h).view(b, t, self.n_kv, self.head_dim)
+            v = attn.v_proj(h).view(b, t, self.n_kv, self.head_dim)
+            q = _rms_norm(q, attn.q_norm.weight, self.eps).transpose(1, 2)  # [B, H, T, hd]
+            k = _rms_norm(k, attn.k_norm.weight, self.eps).transpose(1, 2)  # [B, KV, T, hd]
+            v = v.transpose(1, 2)
+            c, s = cos[:, None], sin[:, None]
+            q = q * c + _rotate_half(q) * s
+            k = k * c + _rotate_half(k) * s
+            out = attend(i, q, k, v)  # [B, H, T, hd]
+            x = x + attn.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+            h = _rms_norm(x, layer.post_attention_layernorm.weight, self.eps)
+            mlp = layer.mlp
+            x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+        return _rms_norm(x, self.model.model.norm.weight, self.eps)
+
+    # --- prefill ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def prefill(self, slot: int, embeds: torch.Tensor) -> torch.Tensor:
+        """Run one prompt ``embeds`` [L, D] into ``slot``; returns the last position's logits [vocab] (float32)."""
+        length = embeds.shape[0]
+        if length > self.cache.max_seq:
+            raise ValueError(f"prompt of {length} tokens exceeds the decoder's max_seq {self.cache.max_seq}")
+        pos = torch.arange(length, device=self.device)[None]
+        cos, sin = self._rope(pos)
+        rep = self.n_heads // self.n_kv
+
+        def attend(i: int, q, k, v):
+            self.cache.k[i][slot, :, :length] = k[0]
+            self.cache.v[i][slot, :, :length] = v[0]
+            return F.scaled_dot_product_attention(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1), is_causal=True)
+
+        hidden = self._layers(embeds[None].to(self.dtype), cos, sin, attend)
+        return self.model.lm_head(hidden[0, -1]).float()
+
+    # --- decode ----------------------------------------------------------------------------------
+    def _decode_eager(self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
+        b = tokens.shape[0]
+        x = self.model.model.embed_tokens(tokens)[:, None]  # [B, 1, D]
+        cos, sin = self._rope(positions[:, None])
+        rows = torch.arange(b, device=self.device)
+        # attend to cache positions <= own position: [B, 1, 1, kv_len]
+        mask = (torch.arange(kv_len, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
+        rep = self.n_heads // self.n_kv
+
+        def attend(i: int, q, k, v):
+            kc, vc = self.cache.k[i], self.cache.v[i]
+            kc[rows, :, positions] = k[:, :, 0]
+            vc[rows, :, positions] = v[:, :, 0]
+            keys = kc[:b, :, :kv_len].repeat_interleave(rep, 1)
+            values = vc[:b, :, :kv_len].repeat_interleave(rep, 1)
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+
+        hidden = self._layers(x, cos, sin, attend)
+        return self.model.lm_head(hidden[:, 0]).float()  # [B, vocab]
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One step for the sequences in slots 0..B-1: ``tokens`` [B] at ``positions`` [B] -> logits [B, vocab]."""
+        b = tokens.shape[0]
+        kv_len = _bucket(int(positions.max()) + 1, self._kv_buckets)
+        if not self.use_cuda_graphs:
+            return self._decode_eager(tokens, positions, kv_len)
+        bb = _bucket(b, tuple(x for x in BATCH_BUCKETS if x <= self.cache.slots) or (self.cache.slots,))
+        graph = self._graphs.get((bb, kv_len))
+        if graph is None:
+            graph = self._graphs[(bb, kv_len)] = _Graph.capture(self, bb, kv_len)
+        return graph.run(tokens, positions)[:b]
+
+
+class _Graph:
+    """A decode step captured as a CUDA graph for one (batch, kv_len) bucket, with static inputs."""
+
+    def __init__(self, graph: torch.cuda.CUDAGraph, tokens: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor):
+        self.graph, self.tokens, self.positions, self.logits = graph, tokens, positions, logits
+
+    @classmethod
+    @torch.inference_mode()
+    def capture(cls, dec: FastDecoder, batch: int, kv_len: int) -> _Graph:
+        tokens = torch.zeros(batch, dtype=torch.long, device=dec.device)
+        positions = torch.zeros(batch, dtype=torch.long, device=dec.device)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm up kernels / allocator outside the graph
+                dec._decode_eager(tokens, positions, kv_len)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            logits = dec._decode_eager(tokens, positions, kv_len)
+        log.info("captured decode graph", extra={"batch": batch, "kv_len": kv_len})
+        return cls(graph, tokens, positions, logits)
+
+    def run(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        b = tokens.shape[0]
+        self.tokens[:b].copy_(tokens)
+        self.positions[:b].copy_(positions)
+        if b < self.tokens.shape[0]:  # padding rows: decode into their own (free) slots at position 0
+            self.tokens[b:].zero_()
+            self.positions[b:].zero_()
+        self.graph.replay()
+        return self.logits

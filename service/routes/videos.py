@@ -8,10 +8,12 @@ import logging
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from service import metrics
 from service.auth import require_owner
-from service.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
+from service.errors import BadRequest, Forbidden, PayloadTooLarge, TempoError, Unprocessable
+from service.probe import probe_upload
 from service.queue.jobs import IngestJob
 from service.schemas import Deleted, Video, VideoList, VideoUrlIngest
 from service.uploads import Upload, save_upload
@@ -41,6 +43,13 @@ def to_schema(rec: VideoRecord) -> Video:
 
 async def register_upload(request: Request, upload: Upload, owner: str) -> VideoRecord:
     app = request.app.state
+    if upload.stored.created:
+        try:
+            await run_in_threadpool(probe_upload, upload.stored.path, app.settings.max_video_duration_s)
+        except TempoError:
+            app.storage.delete(upload.stored.video_id)
+            metrics.UPLOADS.labels("rejected").inc()
+            raise
     rec, new = await app.videos.register(upload.stored, owner, upload.filename)
     if new:
         await app.producer.enqueue(IngestJob(video_id=rec.id, path=str(upload.stored.path)))

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 4 * 1024**3
     max_inline_video_bytes: int = 64 * 1024**2  # base64 data URLs in chat completions
     max_video_duration_s: float = 4 * 3600.0
+    max_frame_edge: int = 512  # preprocessing: longest edge of a sampled frame (part of the cache key)
     max_question_tokens: int = 2048
     max_new_tokens_limit: int = 4096
     default_max_new_tokens: int = 512
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     ask_wait_for_video_s: float = 600.0
     ask_timeout_s: float = 900.0
+    served_model_name: str = "tempo-6b"
 
     # --- queue / workers ----------------------------------------------------------------------
     worker_id: str | None = None

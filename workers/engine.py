@@ -1,0 +1,174 @@
+"""The model side of a worker: runs ingest and ask jobs with a loaded TempoPipeline.
+
+Ingest decodes the video once, encodes it (the question-independent work) and stores the encoding
+in the segment cache. Ask takes the encoding from the cache (recomputing it transparently after an
+eviction) and generates the answer, streaming each token to the ask's Redis stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from service.errors import VIDEO_ERROR_STATUS
+from service.queue.jobs import AskJob, IngestJob
+from service.queue.results import append_event, error_result, token_events_emitted
+from service.settings import Settings
+from workers import metrics
+from workers.cache import CacheKey, SegmentCache
+from workers.records import VideoRecords
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """A job that cannot succeed (bad input): reported to the client, never retried."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def classify(exc: BaseException) -> JobFailed:
+    """Model-package errors -> (status, code). Unknown errors are 500s; the worker stays up either way."""
+    if isinstance(exc, JobFailed):
+        return exc
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if code in VIDEO_ERROR_STATUS:
+        return JobFailed(VIDEO_ERROR_STATUS[code], code, message)
+    if code == "bad_input":
+        return JobFailed(400, code, message)
+    return JobFailed(500, "worker_error", f"the worker failed: {type(exc).__name__}: {message}")
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    pipe: Any  # models.tempo.TempoPipeline
+    cache: SegmentCache
+    redis: redis.Redis
+    worker_id: str
+
+    @classmethod
+    def load(cls, settings: Settings, client: redis.Redis, worker_id: str) -> Engine:
+        from models.tempo import TempoPipeline
+
+        pipe = TempoPipeline.from_pretrained(settings.model_path, settings.svlm_path, device=settings.device,
+                                             dtype=settings.dtype)
+        gpu = str(pipe.device) if pipe.device.type == "cuda" else None
+        cache = SegmentCache(Path(settings.storage_dir) / "cache", gpu_device=gpu, gpu_bytes=settings.cache_gpu_bytes,
+                             host_bytes=settings.cache_host_bytes, disk_bytes=settings.cache_disk_bytes)
+        return cls(settings, pipe, cache, client, worker_id)
+
+    # --- shared ---------------------------------------------------------------------------------
+    def cache_key(self, video_id: str) -> CacheKey:
+        return CacheKey.make(video_id, self.pipe.model_revision, max_edge=self.settings.max_frame_edge, sampler="tempo-v1")
+
+    def _decode_and_encode(self, path: str, progress: Callable[[float], None] | None = None) -> tuple[Any, Any]:
+        from models.video import decode_sampled_frames
+
+        if not Path(path).is_file():
+            raise JobFailed(404, "video_not_found", "the video file no longer exists (deleted?)")
+        video = decode_sampled_frames(path, max_duration_s=self.settings.max_video_duration_s,
+                                      max_bytes=self.settings.max_upload_bytes, max_edge=self.settings.max_frame_edge,
+                                      progress=progress)
+        metrics.VIDEOS_DECODED.inc()
+        return video, self.pipe.encode(video.frames, video.fps)
+
+    # --- ingest -----------------------------------------------------------------------------------
+    def ingest(self, job: IngestJob, records: VideoRecords) -> None:
+        t0 = time.perf_counter()
+        if not records.update(job.video_id, status="processing", progress=0):
+            log.info("ingest skipped: video deleted", extra={"video_id": job.video_id})
+            return
+        last = [0.0]
+
+        def progress(fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.5:
+                last[0] = now
+                records.update(job.video_id, progress=int(min(fraction, 1.0) * 90))
+
+        try:
+            video, enc = self._decode_and_encode(job.path, progress)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the video's error
+            failed = classify(exc)
+            log.info("ingest failed", extra={"video_id": job.video_id, "code": failed.code, "error": failed.message})
+            records.fail(job.video_id, failed.code, failed.message)
+            return
+        key = self.cache_key(job.video_id)
+        self.cache.put(key, enc)
+        if not records.update(job.video_id, status="ready", progress=100, duration_s=video.duration_s,
+                              frames_sampled=int(video.frames.shape[0]), segments=enc.num_segments,
+                              model_revision=self.pipe.model_revision):
+            self.cache.drop_video(job.video_id)  # deleted while we worked
+            return
+        elapsed = time.perf_counter() - t0
+        metrics.INGEST_SECONDS.observe(elapsed)
+        log.info("ingest done", extra={"video_id": job.video_id, "segments": enc.num_segments, "seconds": round(elapsed, 3)})
+
+    # --- ask ------------------------------------------------------------------------------------
+    def ask(self, job: AskJob) -> dict[str, Any]:
+        """Answer one question; returns the result to store. Raises JobFailed for bad input."""
+        started = time.time()
+        s = self.settings
+        n_question = self.pipe.count_tokens(job.question)
+        if n_question > s.max_question_tokens:
+            raise JobFailed(400, "question_too_long",
+                            f"the question is {n_question} tokens, over the limit of {s.max_question_tokens}")
+        key = self.cache_key(job.video_id)
+        hit = self.cache.get(key)
+        if hit is None:
+            log.info("segment cache miss, re-encoding", extra={"video_id": job.video_id})
+            _, enc = self._decode_and_encode(job.path)
+            self.cache.put(key, enc)
+            tier = "none"
+        else:
+            enc, tier = hit
+        already = token_events_emitted(self.redis, job.job_id)  # > 0 when an earlier attempt died mid-stream
+        append_event(self.redis, job.job_id, "start", {"worker_id": self.worker_id, "resumed_after": already})
+        count = [0]
+        first_token = [None]
+
+        def on_token(token_id: int, text: str) -> None:
+            if first_token[0] is None:
+                first_token[0] = time.time()
+            i = count[0]
+            count[0] += 1
+            if i >= already:
+                append_event(self.redis, job.job_id, "token", {"i": i, "token_id": token_id, "text": text})
+
+        res = self.pipe.answer(enc, job.question, visual_token_budget=job.visual_token_budget,
+                               max_length=job.max_length, max_new_tokens=job.max_new_tokens,
+                               temperature=job.temperature, top_p=job.top_p, seed=job.seed, stop=job.stop,
+                               history=job.history, on_token=on_token)
+        done = time.time()
+        if first_token[0] is not None:
+            metrics.TTFT.observe(first_token[0] - started)
+        metrics.TOKENS.inc(res.completion_tokens)
+        t = res.timings
+        return {
+            "ok": True, "job_id": job.job_id, "video_id": job.video_id, "text": res.text,
+            "token_ids": list(res.token_ids), "finish_reason": res.finish_reason,
+            "prompt_tokens": int(res.prompt_tokens), "completion_tokens": int(res.completion_tokens),
+            "segments": [{"index": g.index, "start_s": g.start_s, "end_s": g.end_s, "relevance": g.relevance,
+                          "tokens_kept": g.tokens_kept} for g in res.segments],
+            "timings": {"queued_s": max(0.0, started - job.enqueued_at), "compress_s": t.get("compress_s", 0.0),
+                        "prefill_s": t.get("prefill_s", 0.0), "decode_s": t.get("decode_s", 0.0),
+                        "total_s": done - job.enqueued_at,
+                        "first_token_s": (first_token[0] - job.enqueued_at) if first_token[0] else None},
+            "cache": {"hit": tier != "none", "tier": tier},
+            "worker_id": self.worker_id,
+        }
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    f = classify(exc)
+    return error_result(f.status, f.code, f.message)

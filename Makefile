@@ -32,8 +32,13 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check service models workers tests scripts
 
-# One-shot answer on a generated video with the embedded tiny (random) model.
+# The whole service on the embedded tiny (random) model: a real redis-server, the gateway and one
+# worker; uploads a generated video and asks two questions (the second from the segment cache).
 demo: install
+	$(BIN)/python scripts/demo.py
+
+# One-shot answer on a generated video, no server (tempo ask).
+ask-demo: install
 	@mkdir -p var
 	$(BIN)/python scripts/sample_video.py var/demo.mp4 --seconds 20
 	$(BIN)/tempo ask var/demo.mp4 "What color is the square?" --max-new-tokens 24

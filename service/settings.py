@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     svlm_path: Path | None = Field(default=None, description="Qwen3-VL-2B-Instruct dir; unset = resolved from config")
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    decode_slots: int = Field(default=8, ge=1, description="sequences decoded together (continuous batching)")
+    decode_max_seq: int = Field(default=0, ge=0, description="KV cache tokens per sequence; 0 = context limit + 1024")
 
     # --- limits -------------------------------------------------------------------------------
     max_upload_bytes: int = 4 * 1024**3

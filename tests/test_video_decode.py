@@ -7,7 +7,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from video_factory import index_frame, read_index, write_audio_only, write_video
 
 from models.errors import (
     CorruptVideoError,
@@ -18,6 +17,7 @@ from models.errors import (
     VideoTooLongError,
 )
 from models.video import SampledVideo, decode_sampled_frames, probe_video, sample_indices
+from tests.video_factory import index_frame, read_index, write_audio_only, write_video
 
 
 def frame_ids(video: SampledVideo) -> list[int]:

@@ -55,17 +55,31 @@ class _MemoryTier:
         return enc
 
     def put(self, key: CacheKey, enc: Any) -> None:
+        if enc.nbytes > self.capacity and getattr(enc, "prefix_kv", None) is not None:
+            enc.prefix_kv = None  # too big with its SVLM KV cache: keep the vision features only
         if enc.nbytes > self.capacity:
             return
         self.drop(key)
         self.entries[key] = enc
         self.bytes += enc.nbytes
         while self.bytes > self.capacity:
-            old_key, old = self.entries.popitem(last=False)
-            self.bytes -= old.nbytes
-            metrics.CACHE_EVICTIONS.labels(self.name).inc()
-            log.info("segment cache eviction", extra={"tier": self.name, "video_id": old_key.video_id})
+            self._shrink_or_evict()
         metrics.CACHE_BYTES.labels(self.name).set(self.bytes)
+
+    def _shrink_or_evict(self) -> None:
+        """Make room: first drop the prefix KV cache (large, recomputable in one SVLM pass) of the
+        least recently used entry that has one, and only then evict whole entries, oldest first."""
+        for old_key, old in self.entries.items():
+            if getattr(old, "prefix_kv", None) is not None:
+                before = old.nbytes
+                old.prefix_kv = None
+                self.bytes -= before - old.nbytes
+                log.info("segment cache dropped prefix KV", extra={"tier": self.name, "video_id": old_key.video_id})
+                return
+        old_key, old = self.entries.popitem(last=False)
+        self.bytes -= old.nbytes
+        metrics.CACHE_EVICTIONS.labels(self.name).inc()
+        log.info("segment cache eviction", extra={"tier": self.name, "video_id": old_key.video_id})
 
     def drop(self, key: CacheKey) -> None:
         old = self.entries.pop(key, None)
@@ -99,7 +113,7 @@ class SegmentCache:
                 return self._hit(enc, "gpu")
             if (enc := self.host.get(key)) is not None:
                 if self.gpu is not None:
-                    dev = enc.to(self.gpu_device)
+                    dev = enc.to(self.gpu_device, keep_prefix_kv=False)
                     self.gpu.put(key, dev)
                     return self._hit(dev, "host")
                 return self._hit(enc, "host")
@@ -126,14 +140,22 @@ class SegmentCache:
         return enc, tier
 
     def put(self, key: CacheKey, enc: Any) -> None:
+        """Store an encoding in every tier: disk and host without the SVLM prefix KV cache (GBs for
+        an hour of video, recomputed in one SVLM pass), the GPU tier with it while it fits."""
         path = self.path(key)
         enc.save(path)
-        host = enc.to("cpu")
+        host = enc.to("cpu", keep_prefix_kv=False)
         with self._lock:
             self.host.put(key, host)
             if self.gpu is not None:
                 self.gpu.put(key, enc if str(enc.device) != "cpu" else enc.to(self.gpu_device))
         self._evict_disk()
+
+    def put_gpu(self, key: CacheKey, enc: Any) -> None:
+        """Replace the GPU-tier copy (e.g. after attaching a recomputed prefix KV cache)."""
+        if self.gpu is not None:
+            with self._lock:
+                self.gpu.put(key, enc)
 
     def drop_video(self, video_id: str) -> None:
         with self._lock:

@@ -61,7 +61,8 @@ class Engine:
         from models.tempo import TempoPipeline
 
         pipe = TempoPipeline.from_pretrained(settings.model_path, settings.svlm_path, device=settings.device,
-                                             dtype=settings.dtype)
+                                             dtype=settings.dtype, decode_slots=settings.decode_slots,
+                                             decode_max_seq=settings.decode_max_seq or None)
         gpu = str(pipe.device) if pipe.device.type == "cuda" else None
         cache = SegmentCache(Path(settings.storage_dir) / "cache", gpu_device=gpu, gpu_bytes=settings.cache_gpu_bytes,
                              host_bytes=settings.cache_host_bytes, disk_bytes=settings.cache_disk_bytes)
@@ -115,44 +116,82 @@ class Engine:
         log.info("ingest done", extra={"video_id": job.video_id, "segments": enc.num_segments, "seconds": round(elapsed, 3)})
 
     # --- ask ------------------------------------------------------------------------------------
-    def ask(self, job: AskJob) -> dict[str, Any]:
-        """Answer one question; returns the result to store. Raises JobFailed for bad input."""
-        started = time.time()
-        s = self.settings
-        n_question = self.pipe.count_tokens(job.question)
-        if n_question > s.max_question_tokens:
-            raise JobFailed(400, "question_too_long",
-                            f"the question is {n_question} tokens, over the limit of {s.max_question_tokens}")
+    def _encoding_for(self, job: AskJob) -> tuple[Any, str]:
+        """The video's cached encoding (recomputed after an eviction) and the tier that served it.
+
+        On a GPU the encoding also carries the SVLM prefix KV cache; an entry that lost it (host or
+        disk hit, or dropped to make room) gets it back in one SVLM pass over the prefixes.
+        """
         key = self.cache_key(job.video_id)
         hit = self.cache.get(key)
         if hit is None:
             log.info("segment cache miss, re-encoding", extra={"video_id": job.video_id})
             _, enc = self._decode_and_encode(job.path)
             self.cache.put(key, enc)
-            tier = "none"
-        else:
-            enc, tier = hit
-        already = token_events_emitted(self.redis, job.job_id)  # > 0 when an earlier attempt died mid-stream
-        append_event(self.redis, job.job_id, "start", {"worker_id": self.worker_id, "resumed_after": already})
+            return enc, "none"
+        enc, tier = hit
+        if self.pipe.device.type == "cuda" and enc.prefix_kv is None:
+            self.pipe.attach_prefix_kv(enc)
+            self.cache.put_gpu(key, enc)
+        return enc, tier
+
+    def ask_batch(self, jobs: list[AskJob]) -> dict[str, dict[str, Any]]:
+        """Answer several questions in one batched pass; returns job id -> result to store.
+
+        A job with bad input gets its error result; the others are answered. Tokens stream to each
+        job's Redis stream as they are generated.
+        """
+        from models.tempo import AskRequest
+
+        started = time.time()
+        s = self.settings
+        results: dict[str, dict[str, Any]] = {}
+        requests, live, first_token = [], [], {}
+        for job in jobs:
+            try:
+                n_question = self.pipe.count_tokens(job.question)
+                if n_question > s.max_question_tokens:
+                    raise JobFailed(400, "question_too_long",
+                                    f"the question is {n_question} tokens, over the limit of {s.max_question_tokens}")
+                enc, tier = self._encoding_for(job)
+            except redis.RedisError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported to this job's client only
+                results[job.job_id] = failure(exc)
+                continue
+            already = token_events_emitted(self.redis, job.job_id)  # > 0 when an earlier attempt died mid-stream
+            append_event(self.redis, job.job_id, "start", {"worker_id": self.worker_id, "resumed_after": already})
+            requests.append(AskRequest(
+                enc, job.question, visual_token_budget=job.visual_token_budget, max_length=job.max_length,
+                max_new_tokens=job.max_new_tokens, temperature=job.temperature, top_p=job.top_p, seed=job.seed,
+                stop=job.stop, history=job.history, on_token=self._token_sink(job, already, first_token),
+            ))
+            live.append((job, tier))
+        answers = self.pipe.answer_many(requests) if requests else []
+        for (job, tier), res in zip(live, answers, strict=True):
+            if isinstance(res, Exception):
+                results[job.job_id] = failure(res)
+                continue
+            first = first_token.get(job.job_id)
+            if first is not None:
+                metrics.TTFT.observe(first - max(started, job.enqueued_at))
+            metrics.TOKENS.inc(res.completion_tokens)
+            results[job.job_id] = self._result(job, res, tier, started, first)
+        return results
+
+    def _token_sink(self, job: AskJob, already: int, first_token: dict[str, float]) -> Callable[[int, str], None]:
         count = [0]
-        first_token = [None]
 
         def on_token(token_id: int, text: str) -> None:
-            if first_token[0] is None:
-                first_token[0] = time.time()
+            first_token.setdefault(job.job_id, time.time())
             i = count[0]
             count[0] += 1
             if i >= already:
                 append_event(self.redis, job.job_id, "token", {"i": i, "token_id": token_id, "text": text})
 
-        res = self.pipe.answer(enc, job.question, visual_token_budget=job.visual_token_budget,
-                               max_length=job.max_length, max_new_tokens=job.max_new_tokens,
-                               temperature=job.temperature, top_p=job.top_p, seed=job.seed, stop=job.stop,
-                               history=job.history, on_token=on_token)
-        done = time.time()
-        if first_token[0] is not None:
-            metrics.TTFT.observe(first_token[0] - started)
-        metrics.TOKENS.inc(res.completion_tokens)
+        return on_token
+
+    def _result(self, job: AskJob, res: Any, tier: str, started: float, first: float | None) -> dict[str, Any]:
         t = res.timings
         return {
             "ok": True, "job_id": job.job_id, "video_id": job.video_id, "text": res.text,
@@ -162,8 +201,8 @@ class Engine:
                           "tokens_kept": g.tokens_kept} for g in res.segments],
             "timings": {"queued_s": max(0.0, started - job.enqueued_at), "compress_s": t.get("compress_s", 0.0),
                         "prefill_s": t.get("prefill_s", 0.0), "decode_s": t.get("decode_s", 0.0),
-                        "total_s": done - job.enqueued_at,
-                        "first_token_s": (first_token[0] - job.enqueued_at) if first_token[0] else None},
+                        "total_s": time.time() - job.enqueued_at,
+                        "first_token_s": (first - job.enqueued_at) if first else None},
             "cache": {"hit": tier != "none", "tier": tier},
             "worker_id": self.worker_id,
         }

@@ -32,7 +32,7 @@ from service.queue.jobs import AskJob, IngestJob
 from service.queue.results import error_result, write_result
 from service.settings import Settings
 from workers import http, metrics
-from workers.engine import Engine, JobFailed, failure
+from workers.engine import Engine
 from workers.records import VideoRecords
 
 log = logging.getLogger(__name__)
@@ -116,56 +116,67 @@ class Worker:
 
     def _run_batch(self, batch: list[Delivery]) -> None:
         metrics.BATCH_SIZE.labels(batch[0].queue).observe(len(batch))
-        # The model API answers one question per call, so the batch runs its jobs in turn.
+        asks: list[Delivery] = []
         for d in batch:
-            self._run_one(d)
-
-    def _run_one(self, d: Delivery) -> None:
-        if d.job is None:
-            if d.fields:
-                self.consumer.dead_letter(d, d.error or "undecodable")
+            if d.job is None:
+                if d.fields:
+                    self.consumer.dead_letter(d, d.error or "undecodable")
+                else:
+                    self.consumer.ack(d)  # deleted entry
+            elif isinstance(d.job, IngestJob):
+                self._run_ingest(d)
             else:
-                self.consumer.ack(d)  # deleted entry
-            return
+                asks.append(d)
+        if asks:
+            self._run_asks(asks)
+
+    def _run_ingest(self, d: Delivery) -> None:
         t0 = time.perf_counter()
         outcome = "ok"
-        assert self.engine is not None
+        assert self.engine is not None and isinstance(d.job, IngestJob)
         try:
-            if isinstance(d.job, IngestJob):
-                self.engine.ingest(d.job, self.records)
-            else:
-                result = self._ask(d.job)
-                outcome = "ok" if result.get("ok") else "error"
-                write_result(self.r, d.job.job_id, result)
+            self.engine.ingest(d.job, self.records)
         except redis.RedisError:
-            raise  # the result is not durable: leave the job pending for a retry
+            raise  # the outcome is not durable: leave the job pending for a retry
         except Exception:  # noqa: BLE001 - a job must never kill the worker
-            log.exception("job crashed", extra={"job_id": d.job.job_id})
+            log.exception("ingest crashed", extra={"job_id": d.job.job_id})
             outcome = "error"
-            if isinstance(d.job, AskJob):
-                write_result(self.r, d.job.job_id, error_result(500, "worker_error", "the worker failed on this job"))
+            self.records.fail(d.job.video_id, "worker_error", "the worker failed on this video")
+        self._done(d, outcome, time.perf_counter() - t0)
+
+    def _run_asks(self, deliveries: list[Delivery]) -> None:
+        """All asks of the batch in one batched model pass; each result is stored, then its job acked."""
+        t0 = time.perf_counter()
+        assert self.engine is not None
+        results: dict[str, dict] = {}
+        runnable = []
+        for d in deliveries:
+            job = d.job
+            assert isinstance(job, AskJob)
+            if not self.records.exists(job.video_id):
+                results[job.job_id] = error_result(404, "video_not_found", f"video {job.video_id} was deleted")
             else:
-                self.records.fail(d.job.video_id, "worker_error", "the worker failed on this video")
+                runnable.append(job)
+        try:
+            results.update(self.engine.ask_batch(runnable))
+        except redis.RedisError:
+            raise  # results are not durable: leave the jobs pending for a retry
+        except Exception:  # noqa: BLE001 - a batch must never kill the worker
+            log.exception("ask batch crashed", extra={"jobs": [j.job_id for j in runnable]})
+            for job in runnable:
+                results.setdefault(job.job_id, error_result(500, "worker_error", "the worker failed on this job"))
+        elapsed = time.perf_counter() - t0
+        for d in deliveries:
+            result = results[d.job.job_id]
+            write_result(self.r, d.job.job_id, result)
+            self._done(d, "ok" if result.get("ok") else "error", elapsed)
+
+    def _done(self, d: Delivery, outcome: str, seconds: float) -> None:
         self.consumer.ack(d)
         metrics.JOBS.labels(d.queue, outcome).inc()
-        metrics.JOB_SECONDS.labels(d.queue).observe(time.perf_counter() - t0)
+        metrics.JOB_SECONDS.labels(d.queue).observe(seconds)
         log.info("job done", extra={"job_id": d.job.job_id, "queue": d.queue, "outcome": outcome,
-                                    "seconds": round(time.perf_counter() - t0, 3)})
-
-    def _ask(self, job: AskJob) -> dict:
-        assert self.engine is not None
-        if not self.records.exists(job.video_id):
-            return error_result(404, "video_not_found", f"video {job.video_id} was deleted")
-        try:
-            return self.engine.ask(job)
-        except JobFailed as exc:
-            return error_result(exc.status, exc.code, exc.message)
-        except redis.RedisError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            if getattr(exc, "code", None) is None:
-                log.exception("ask failed", extra={"job_id": job.job_id})
-            return failure(exc)
+                                    "seconds": round(seconds, 3)})
 
     # --- background threads ----------------------------------------------------------------------
     def _on_dead(self, d: Delivery, reason: str) -> None:

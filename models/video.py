@@ -505,6 +505,63 @@ def _decode_seeking(path: Path, stream_index: int, table: _PtsTable, sink: _Sink
     return seeks
 
 
+def _decode_exact(path: Path, stream_index: int, num_frames: int, sparse: bool, table: _PtsTable | None,
+                  sink: _Sink) -> int:
+    """Frame-exact decoding: keyframe seeks across large gaps when the pts table allows, else sequential."""
+    use_seek = (
+        sparse
+        and table is not None
+        and table.reliable
+        and len(table.pts_sorted) == num_frames
+        and len(table.keyframes) > 1
+    )
+    if sparse and not use_seek:
+        logger.info("%s: pts table unusable for seeking, decoding sequentially", path.name)
+    if use_seek:
+        assert table is not None
+        try:
+            return _decode_seeking(path, stream_index, table, sink)
+        except _Unreliable as exc:
+            logger.warning("%s: %s; falling back to sequential decoding", path.name, exc)
+            sink.reset()
+    _decode_sequential(path, stream_index, sink)
+    return 0
+
+
+def _decode_nearest_keyframes(path: Path, stream_index: int, table: _PtsTable, sink: _Sink) -> int:
+    """Fast mode: every sampled index takes its nearest keyframe; only keyframes are decoded.
+
+    Returns the number of seeks. Each keyframe is decoded once however many indices map to it.
+    """
+    keys = np.asarray(table.keyframes, dtype=np.int64)
+    needed = np.asarray(sink.needed, dtype=np.int64)
+    right = np.clip(np.searchsorted(keys, needed), 0, len(keys) - 1)
+    left = np.clip(right - 1, 0, len(keys) - 1)
+    nearest = np.where(np.abs(keys[left] - needed) <= np.abs(keys[right] - needed), keys[left], keys[right])
+    targets: dict[int, list[int]] = {}
+    for idx, key in zip(needed.tolist(), nearest.tolist(), strict=True):
+        targets.setdefault(key, []).append(idx)
+    pts_to_index = {int(p): i for i, p in enumerate(table.pts_sorted.tolist())}
+    seeks = 0
+    with _open_input(path) as container:
+        stream = container.streams[stream_index]
+        _configure(stream)
+        stream.codec_context.skip_frame = "NONKEY"  # the decoder drops every frame but keyframes
+        for key in sorted(targets):
+            container.seek(int(table.pts_sorted[key]), stream=stream, backward=True)
+            seeks += 1
+            for frame in container.decode(stream):
+                index = pts_to_index.get(int(frame.pts)) if frame.pts is not None else None
+                if index is None or index < key:
+                    continue  # a keyframe before the target (the demuxer landed early)
+                sink.seen(index, frame)
+                image = sink.convert(frame)  # index == key, or the next keyframe if the target was missing
+                for wanted in targets[key]:
+                    sink.store(wanted, image)
+                break
+    return seeks
+
+
 def decode_sampled_frames(
     path: str | Path,
     *,
@@ -512,11 +569,19 @@ def decode_sampled_frames(
     max_bytes: int | None = None,
     max_edge: int = MAX_FRAME_EDGE,
     progress: ProgressFn | None = None,
+    mode: str = "exact",
 ) -> SampledVideo:
     """Decode exactly the frames chosen by ``sample_indices`` (RGB uint8, rotated, resized).
 
+    ``mode="fast"`` trades exactness for speed: each sampled index takes the *nearest keyframe*
+    instead, and only keyframes are decoded (the decoder skips every other frame). Indices, fps and
+    timestamps stay those of the exact rule; the pixels come from up to half a GOP away. Streams
+    whose timestamps cannot be trusted, or that have a single keyframe, fall back to exact decoding.
+
     Raises a ``models.errors.VideoError`` subclass for unusable inputs.
     """
+    if mode not in ("exact", "fast"):
+        raise ValueError(f"mode must be 'exact' or 'fast', not {mode!r}")
     path = Path(path)
     size = os.stat(path).st_size
     if max_bytes is not None and size > max_bytes:
@@ -534,31 +599,19 @@ def decode_sampled_frames(
         sink = _Sink(indices, max_edge, progress)
         table = probe.table
         sparse = probe.num_frames / len(sink.needed) >= SEEK_MIN_GAP
-        if sparse and table is None:
+        if (sparse or mode == "fast") and table is None:
             table = _scan_packets(container, stream)
 
-    seeks = 0
+    fast = mode == "fast" and table is not None and table.reliable and len(table.keyframes) > 1 \
+        and len(table.pts_sorted) == probe.num_frames
+    if mode == "fast" and not fast:
+        logger.info("%s: keyframe table unusable, fast mode decodes exactly", path.name)
     try:
-        use_seek = (
-            sparse
-            and table is not None
-            and table.reliable
-            and len(table.pts_sorted) == probe.num_frames
-            and len(table.keyframes) > 1
-        )
-        if sparse and not use_seek:
-            logger.info("%s: pts table unusable for seeking, decoding sequentially", path.name)
-        if use_seek:
+        if fast:
             assert table is not None
-            try:
-                seeks = _decode_seeking(path, stream_index, table, sink)
-            except _Unreliable as exc:
-                logger.warning("%s: %s; falling back to sequential decoding", path.name, exc)
-                sink.reset()
-                seeks = 0
-                _decode_sequential(path, stream_index, sink)
+            seeks = _decode_nearest_keyframes(path, stream_index, table, sink)
         else:
-            _decode_sequential(path, stream_index, sink)
+            seeks = _decode_exact(path, stream_index, probe.num_frames, sparse, table, sink)
     except av.error.FFmpegError as exc:
         raise CorruptVideoError(
             f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})"

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 4 * 1024**3
     max_inline_video_bytes: int = 64 * 1024**2  # base64 data URLs in chat completions
     max_video_duration_s: float = 4 * 3600.0
+    sampling_mode: Literal["exact", "fast"] = "exact"  # fast: nearest keyframe per sample (docs/benchmarks.md)
     max_frame_edge: int = 512  # preprocessing: longest edge of a sampled frame (part of the cache key)
     max_question_tokens: int = 2048
     max_new_tokens_limit: int = 4096

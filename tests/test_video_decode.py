@@ -276,3 +276,22 @@ def test_avi_decode_order_stamps_are_not_trusted_for_seeking(tmp_path: Path) -> 
     video = decode_sampled_frames(path)
     assert frame_ids(video) == [0, 150, 300, 449, 599]
     assert video.seeks == 0
+
+
+def test_fast_mode_takes_the_nearest_keyframes_and_decodes_only_those(tmp_path: Path) -> None:
+    # keyframes every 12 frames; the exact samples are [0, 150, 300, 449, 599]
+    path = write_video(tmp_path / "sparse.mp4", 600, fps=240, options={"sc_threshold": "0"})
+    with av.open(str(path)) as container:
+        keys = [i for i, p in enumerate(container.demux(video=0)) if p.size and p.is_keyframe]
+    assert keys == list(range(0, 600, 12))  # no B-frame reordering at GOP starts: decode index = display index
+    exact = decode_sampled_frames(path)
+    fast = decode_sampled_frames(path, mode="fast")
+    assert fast.indices.tolist() == exact.indices.tolist() and fast.fps == exact.fps
+    assert frame_ids(fast) == [0, 144, 300, 444, 588]  # ties go to the earlier keyframe
+    assert fast.decoded_frames == 5 < exact.decoded_frames
+
+
+def test_fast_mode_without_usable_keyframes_decodes_exactly(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "onegop.mp4", 60, options={"g": "1000", "sc_threshold": "0"})
+    video = decode_sampled_frames(path, mode="fast")
+    assert_frame_exact(video)

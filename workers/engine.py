@@ -70,7 +70,7 @@ class Engine:
 
     # --- shared ---------------------------------------------------------------------------------
     def cache_key(self, video_id: str) -> CacheKey:
-        return CacheKey.make(video_id, self.pipe.model_revision, max_edge=self.settings.max_frame_edge, sampler="tempo-v1")
+        return CacheKey.make(video_id, self.pipe.model_revision, max_edge=self.settings.max_frame_edge, sampler=f"tempo-v1-{self.settings.sampling_mode}")
 
     def _decode_and_encode(self, path: str, progress: Callable[[float], None] | None = None) -> tuple[Any, Any]:
         from models.video import decode_sampled_frames
@@ -79,7 +79,7 @@ class Engine:
             raise JobFailed(404, "video_not_found", "the video file no longer exists (deleted?)")
         video = decode_sampled_frames(path, max_duration_s=self.settings.max_video_duration_s,
                                       max_bytes=self.settings.max_upload_bytes, max_edge=self.settings.max_frame_edge,
-                                      progress=progress)
+                                      progress=progress, mode=self.settings.sampling_mode)
         metrics.VIDEOS_DECODED.inc()
         return video, self.pipe.encode(video.frames, video.fps)
 

@@ -163,10 +163,14 @@ class FastDecoder:
         return self.model.lm_head(hidden[:, 0]).float()  # [B, vocab]
 
     @torch.inference_mode()
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """One step for the sequences in slots 0..B-1: ``tokens`` [B] at ``positions`` [B] -> logits [B, vocab]."""
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, max_position: int | None = None) -> torch.Tensor:
+        """One step for the sequences in slots 0..B-1: ``tokens`` [B] at ``positions`` [B] -> logits [B, vocab].
+
+        ``max_position`` (= ``positions.max()``, when the caller knows it) spares a device sync.
+        """
         b = tokens.shape[0]
-        kv_len = _bucket(int(positions.max()) + 1, self._kv_buckets)
+        top = int(positions.max()) if max_position is None else max_position
+        kv_len = _bucket(top + 1, self._kv_buckets)
         if not self.use_cuda_graphs:
             return self._decode_eager(tokens, positions, kv_len)
         bb = _bucket(b, tuple(x for x in BATCH_BUCKETS if x <= self.cache.slots) or (self.cache.slots,))

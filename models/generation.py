@@ -117,7 +117,7 @@ class BatchGenerator:
         dev = self.decoder.device
         tokens = torch.tensor([s.next_token for s in self.active], device=dev)
         positions = torch.tensor([s.position for s in self.active], device=dev)
-        logits = self.decoder.decode(tokens, positions)
+        logits = self.decoder.decode(tokens, positions, max(s.position for s in self.active))
         greedy = all(s.params.temperature <= 0 and not s.keep_logits for s in self.active)
         picks = logits.argmax(-1).tolist() if greedy else None
         for i, seq in enumerate(self.active):

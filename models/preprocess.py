@@ -87,7 +87,7 @@ def _clip_size(h: int, w: int, nframes: int) -> tuple[int, int]:
     return smart_resize(h, w, _CLIP_FACTOR, _CLIP_MIN_PIXELS, max_pixels)
 
 
-def _pil_frames(frames: np.ndarray) -> np.ndarray:
+def _pil_frames(frames: np.ndarray, workers: int | None = None) -> np.ndarray:
     """Steps 2 and 4.1 with PIL bicubic, frame by frame on a thread pool (PIL releases the GIL).
 
     frames: uint8 [T, H, W, 3] -> uint8 [T, H', W', 3], bit-exact with the reference.
@@ -101,11 +101,12 @@ def _pil_frames(frames: np.ndarray) -> np.ndarray:
         out[i] = frame if (new_h, new_w) == (h, w) else np.asarray(
             Image.fromarray(frame).resize((new_w, new_h), resample=Image.BICUBIC))
 
-    if frames.shape[0] < 16:
+    workers = workers or min(16, os.cpu_count() or 1)
+    if frames.shape[0] < 16 or workers == 1:
         for i in range(frames.shape[0]):
             one(i)
     else:
-        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(one, range(frames.shape[0])))
     return out
 
@@ -152,7 +153,9 @@ def _gpu_frames(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
     return out
 
 
-def preprocess_segments(frames: np.ndarray, device: torch.device | str = "cpu", exact: bool = True) -> PreprocessedSegments:
+def preprocess_segments(
+    frames: np.ndarray, device: torch.device | str = "cpu", exact: bool = True, workers: int | None = None
+) -> PreprocessedSegments:
     """Steps 2-4 for all sampled frames of a video. frames: uint8 [T, H, W, 3].
 
     Every frame of a video has the same size, so steps 4.1 and 4.3 (both per-frame spatial resizes)
@@ -161,12 +164,13 @@ def preprocess_segments(frames: np.ndarray, device: torch.device | str = "cpu", 
 
     ``exact`` runs steps 2 and 4.1 with PIL on CPU threads, bit-exact with the reference; the rest
     runs on ``device``. ``exact=False`` runs every step with PyTorch on ``device`` (within a level or
-    two of PIL when shrinking, more when enlarging tiny frames).
+    two of PIL when shrinking, more when enlarging tiny frames). ``workers`` threads run the PIL
+    steps (default: up to 16).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     if exact:
-        video = torch.from_numpy(_pil_frames(frames)).to(device).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+        video = torch.from_numpy(_pil_frames(frames, workers)).to(device).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
     else:
         video = _gpu_frames(frames, device)
     bounds = segment_bounds(video.shape[0])

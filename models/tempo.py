@@ -217,6 +217,8 @@ class TempoPipeline:
         self.decode_slots = decode_slots
         self.decode_max_seq = decode_max_seq or config.tokenizer_model_max_length + 1024
         self._decoder: FastDecoder | None = None
+        # PIL for the resize steps (bit-exact with the reference); False = all-torch on the device.
+        self.exact_preprocessing = True
         self.stop_token_ids = tuple(
             {i for i in (llm_tokenizer.eos_token_id, llm_tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
         )
@@ -290,7 +292,7 @@ class TempoPipeline:
             raise InputError(f"expected frames [T, H, W, 3] with T >= 1, got shape {tuple(frames.shape)}")
         if not fps > 0:
             raise InputError(f"fps must be positive, got {fps}")
-        pre = preprocess_segments(frames, device=self.device)
+        pre = preprocess_segments(frames, device=self.device, exact=self.exact_preprocessing)
         vision = self.compressor.encode_vision(pre.pixel_values, pre.grid_thw)
         merge = self.compressor.vlm.visual.spatial_merge_size**2
         prefix_ids = []

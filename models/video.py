@@ -45,7 +45,9 @@ import bisect
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,7 +352,14 @@ class _Unreliable(Exception):
 
 
 class _Sink:
-    """Receives decoded frames at sampled indices and writes them into the output array."""
+    """Receives decoded frames at sampled indices and writes them into the output array.
+
+    Conversion (YUV -> RGB, rotation, the step-2 PIL resize) runs on a small thread pool while the
+    decoder goes on (both release the GIL), with at most ``_IN_FLIGHT`` frames waiting, so
+    converting 1024 full-HD frames overlaps decoding instead of adding to it.
+    """
+
+    _IN_FLIGHT = 32
 
     def __init__(self, indices: np.ndarray, max_edge: int, progress: ProgressFn | None) -> None:
         self.indices = indices
@@ -361,9 +370,23 @@ class _Sink:
         self.max_edge = max_edge
         self.progress = progress
         self.out: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self._IN_FLIGHT)
+        self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="frames")
+        self._futures: list[Future] = []
         self.reset()
 
+    def wait(self) -> None:
+        """Block until every frame handed over is stored; re-raises a conversion error."""
+        futures, self._futures = self._futures, []
+        for f in futures:
+            f.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def reset(self) -> None:
+        self.wait()
         self.filled: set[int] = set()
         self.decoded = 0
         self.last_index = -1
@@ -387,10 +410,24 @@ class _Sink:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
         return resize_to_max_edge(rgb, self.max_edge)
 
-    def put(self, index: int, frame: av.VideoFrame) -> None:
-        self.store(index, self.convert(frame))
+    def put(self, index: int, frame: av.VideoFrame, also: list[int] | None = None) -> None:
+        """Convert ``frame`` in the background and store it at sampled index ``index`` (and ``also``)."""
+        self._slots.acquire()
+        self._futures.append(self._pool.submit(self._convert_store, [index, *(also or [])], frame))
+
+    def _convert_store(self, indices: list[int], frame: av.VideoFrame) -> None:
+        try:
+            image = self.convert(frame)
+            for index in indices:
+                self.store(index, image)
+        finally:
+            self._slots.release()
 
     def store(self, index: int, image: np.ndarray) -> None:
+        with self._lock:
+            self._store(index, image)
+
+    def _store(self, index: int, image: np.ndarray) -> None:
         if self.out is None:
             self.out = np.empty((len(self.indices), *image.shape), dtype=np.uint8)
         elif image.shape != self.out.shape[1:]:
@@ -523,7 +560,7 @@ def _decode_exact(path: Path, stream_index: int, num_frames: int, sparse: bool, 
             return _decode_seeking(path, stream_index, table, sink)
         except _Unreliable as exc:
             logger.warning("%s: %s; falling back to sequential decoding", path.name, exc)
-            sink.reset()
+            sink.reset()  # waits for frames already handed over
     _decode_sequential(path, stream_index, sink)
     return 0
 
@@ -554,10 +591,8 @@ def _decode_nearest_keyframes(path: Path, stream_index: int, table: _PtsTable, s
                 index = pts_to_index.get(int(frame.pts)) if frame.pts is not None else None
                 if index is None or index < key:
                     continue  # a keyframe before the target (the demuxer landed early)
-                sink.seen(index, frame)
-                image = sink.convert(frame)  # index == key, or the next keyframe if the target was missing
-                for wanted in targets[key]:
-                    sink.store(wanted, image)
+                sink.seen(index, frame)  # index == key, or the next keyframe if the target was missing
+                sink.put(targets[key][0], frame, also=targets[key][1:])
                 break
     return seeks
 
@@ -612,10 +647,13 @@ def decode_sampled_frames(
             seeks = _decode_nearest_keyframes(path, stream_index, table, sink)
         else:
             seeks = _decode_exact(path, stream_index, probe.num_frames, sparse, table, sink)
+        sink.wait()
     except av.error.FFmpegError as exc:
         raise CorruptVideoError(
             f"the video is damaged or truncated and cannot be decoded ({_reason(exc)})"
         ) from exc
+    finally:
+        sink.close()
 
     missing = [i for i in sink.needed if i not in sink.filled]
     if missing:

@@ -68,6 +68,8 @@ class PrefixKV:
     @staticmethod
     def cat(parts: list[PrefixKV]) -> PrefixKV:
         """Stack rows of several caches (right-padding each to the widest)."""
+        if len(parts) == 1:
+            return parts[0]
         width = max(p.mask.shape[1] for p in parts)
 
         def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -109,6 +111,11 @@ class Compressor(nn.Module):
         d = config.text_config.hidden_size
         self.memory = nn.Parameter(torch.zeros(1, num_memory_tokens, d))
         self.register_buffer("router", torch.zeros(d, dtype=torch.float32), persistent=False)
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
+        super()._apply(fn, recurse)
+        self.router = self.router.float()  # relevance is computed in float32 whatever the model dtype
+        return self
 
     @property
     def num_memory_tokens(self) -> int:

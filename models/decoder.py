@@ -185,12 +185,15 @@ class _Graph:
 
     def __init__(self, graph: torch.cuda.CUDAGraph, tokens: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor):
         self.graph, self.tokens, self.positions, self.logits = graph, tokens, positions, logits
+        self.max_pos = int(positions[0])  # the capture position: max_seq - 1
 
     @classmethod
     @torch.inference_mode()
     def capture(cls, dec: FastDecoder, batch: int, kv_len: int) -> _Graph:
+        # Capture writes K/V at the static positions: point them at the last cache position, which
+        # holds nothing yet for any live sequence (a step writes its own position before reading it).
         tokens = torch.zeros(batch, dtype=torch.long, device=dec.device)
-        positions = torch.zeros(batch, dtype=torch.long, device=dec.device)
+        positions = torch.full((batch,), dec.cache.max_seq - 1, dtype=torch.long, device=dec.device)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -207,8 +210,8 @@ class _Graph:
         b = tokens.shape[0]
         self.tokens[:b].copy_(tokens)
         self.positions[:b].copy_(positions)
-        if b < self.tokens.shape[0]:  # padding rows: decode into their own (free) slots at position 0
+        if b < self.tokens.shape[0]:  # padding rows: free slots, written at the unused last position
             self.tokens[b:].zero_()
-            self.positions[b:].zero_()
+            self.positions[b:].fill_(self.max_pos)
         self.graph.replay()
         return self.logits

@@ -442,7 +442,8 @@ class TempoPipeline:
             target += [(r, s) for s in range(enc.num_segments)]
 
         for q_len, items in groups.items():
-            for rows in _row_chunks([q_len + k + encs[r].prefix_kv.mask.shape[1] // 4 for r, _ in items]):
+            # a row costs its new tokens plus a copy of its prefix KV (HF's cache appends by concatenation)
+            for rows in _row_chunks([q_len + k + encs[r].prefix_kv.mask.shape[1] for r, _ in items]):
                 chunk = items[rows]
                 prefix = PrefixKV.cat([encs[r].prefix_kv.rows(run) for r, run in _runs(chunk)])
                 store(chunk, self.compressor.forward_cached(prefix, [q_ids[r] for r, _ in chunk]))

@@ -414,6 +414,8 @@ class TempoPipeline:
             raise InputError("visual_token_budget must be at least 1")
         if req.max_new_tokens < 1:
             raise InputError("max_new_tokens must be at least 1")
+        if req.max_new_tokens > self.decode_max_seq // 2:
+            raise InputError(f"max_new_tokens {req.max_new_tokens} is over this server's limit of {self.decode_max_seq // 2}")
         if req.encoding.model_revision != self.model_revision:
             raise InputError("the video encoding was made by another model revision")
 
@@ -470,9 +472,14 @@ class TempoPipeline:
         """[L, D_l] input embeddings: prompt head, per segment (timestamp, kept tokens), prompt tail."""
         tok = self.llm_tokenizer
         embed = self.llm.get_input_embeddings()
-        max_length = req.max_length or self.config.tokenizer_model_max_length
-        if max_length >= self.decode_max_seq:
-            raise InputError(f"max_length {max_length} exceeds this server's context of {self.decode_max_seq - 1} tokens")
+        # The prompt and the answer share a decode slot of decode_max_seq positions. A request that
+        # names no max_length gets the checkpoint's limit, lowered to what the slot can hold.
+        capacity = self.decode_max_seq - req.max_new_tokens
+        if req.max_length is not None and req.max_length > capacity:
+            raise InputError(
+                f"max_length {req.max_length} + max_new_tokens {req.max_new_tokens} exceeds this server's "
+                f"context of {self.decode_max_seq} tokens")
+        max_length = req.max_length or min(self.config.tokenizer_model_max_length, capacity)
         try:
             head_text, tail_text = llm_prompt_texts(req.question, req.history)
         except ValueError as exc:

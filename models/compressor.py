@@ -17,12 +17,14 @@ Work splits in two (reference steps 5-7):
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache, Qwen3VLConfig
-from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
+from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel, apply_rotary_pos_emb_vision
 
 from models.checkpoint import CheckpointReader
 
@@ -45,6 +47,31 @@ class VisionFeatures:
             out.append(slice(start, start + n))
             start += n
         return out
+
+
+def _window_attention(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
+                      position_embeddings: tuple[torch.Tensor, torch.Tensor], **_: object) -> torch.Tensor:
+    """Qwen3-VL vision attention over its windows (one per temporal patch group) as ONE batched call.
+
+    Bound to each vision block's ``attn`` in place of HF's forward, whose non-flash path loops over
+    the windows (512 small calls per layer for an hour of video). Windows of one video have equal
+    length, so they stack into a batch; unequal windows fall back to one call per window.
+    """
+    n = hidden_states.shape[0]
+    q, k, v = self.qkv(hidden_states).reshape(n, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+    q, k = apply_rotary_pos_emb_vision(q, k, *position_embeddings)  # [N, heads, hd]
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    if len(set(lengths)) == 1:
+        w = lengths[0]
+        q, k, v = (t.reshape(n // w, w, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))  # [windows, heads, w, hd]
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scaling).transpose(1, 2).reshape(n, -1)
+    else:
+        outs = [
+            F.scaled_dot_product_attention(qi.transpose(0, 1), ki.transpose(0, 1), vi.transpose(0, 1), scale=self.scaling)
+            for qi, ki, vi in zip(q.split(lengths), k.split(lengths), v.split(lengths), strict=True)
+        ]
+        out = torch.cat([o.transpose(0, 1) for o in outs]).reshape(n, -1)
+    return self.proj(out)
 
 
 @dataclass
@@ -108,6 +135,9 @@ class Compressor(nn.Module):
         super().__init__()
         self.config = config
         self.vlm = Qwen3VLModel(config)
+        if config.vision_config._attn_implementation != "flash_attention_2":  # flash-attn has varlen already
+            for block in self.vlm.visual.blocks:
+                block.attn.forward = types.MethodType(_window_attention, block.attn)
         d = config.text_config.hidden_size
         self.memory = nn.Parameter(torch.zeros(1, num_memory_tokens, d))
         self.register_buffer("router", torch.zeros(d, dtype=torch.float32), persistent=False)

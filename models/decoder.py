@@ -114,7 +114,11 @@ class FastDecoder:
             self.qk_norm_w.append(torch.cat([a.q_norm.weight.expand(self.n_heads, -1), a.k_norm.weight.expand(self.n_kv, -1)]))
         self.intermediate = model.config.intermediate_size
         self._graphs: dict[tuple[int, int], _Graph] = {}
-        self._kv_buckets = tuple(sorted({min(max_seq, 1 << p) for p in range(7, 20)}))
+        self._graph_pool = torch.cuda.graph_pool_handle() if self.use_cuda_graphs else None  # shared by all graphs
+        # Attention reads kv_len cache positions per sequence: buckets of 256 up to 4096, then 1024,
+        # so a step reads at most a little more than it needs (one graph per bucket in use).
+        self._kv_buckets = tuple(sorted({min(max_seq, n) for n in
+                                         [*range(256, 4097, 256), *range(5120, max_seq + 1024, 1024)]}))
 
     # --- the model function ----------------------------------------------------------------------
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +203,7 @@ class FastDecoder:
         bb = _bucket(b, tuple(x for x in BATCH_BUCKETS if x <= self.cache.slots) or (self.cache.slots,))
         graph = self._graphs.get((bb, kv_len))
         if graph is None:
-            graph = self._graphs[(bb, kv_len)] = _Graph.capture(self, bb, kv_len)
+            graph = self._graphs[(bb, kv_len)] = _Graph.capture(self, bb, kv_len, self._graph_pool)
         return graph.run(tokens, positions)[:b]
 
 
@@ -212,7 +216,7 @@ class _Graph:
 
     @classmethod
     @torch.inference_mode()
-    def capture(cls, dec: FastDecoder, batch: int, kv_len: int) -> _Graph:
+    def capture(cls, dec: FastDecoder, batch: int, kv_len: int, pool: tuple | None = None) -> _Graph:
         # Capture writes K/V at the static positions: point them at the last cache position, which
         # holds nothing yet for any live sequence (a step writes its own position before reading it).
         tokens = torch.zeros(batch, dtype=torch.long, device=dec.device)
@@ -224,7 +228,7 @@ class _Graph:
                 dec._decode_eager(tokens, positions, kv_len)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=pool):
             logits = dec._decode_eager(tokens, positions, kv_len)
         log.info("captured decode graph", extra={"batch": batch, "kv_len": kv_len})
         return cls(graph, tokens, positions, logits)

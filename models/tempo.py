@@ -93,6 +93,7 @@ class VideoEncoding:
     prefix_ids: list[list[int]]  # [S] SVLM prompt ids up to the end of each segment's video
     model_revision: str
     prefix_kv: PrefixKV | None = None  # the SVLM's KV cache of those prefixes (GPU tier only; large)
+    timings: dict[str, float] = field(default_factory=dict)  # how long encode() took, by phase (not saved)
 
     @property
     def num_segments(self) -> int:
@@ -219,6 +220,8 @@ class TempoPipeline:
         self._decoder: FastDecoder | None = None
         # PIL for the resize steps (bit-exact with the reference); False = all-torch on the device.
         self.exact_preprocessing = True
+        # Synchronise the device at phase boundaries so timings are true (benchmarks; costs a little).
+        self.sync_timings = False
         self.stop_token_ids = tuple(
             {i for i in (llm_tokenizer.eos_token_id, llm_tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
         )
@@ -292,8 +295,11 @@ class TempoPipeline:
             raise InputError(f"expected frames [T, H, W, 3] with T >= 1, got shape {tuple(frames.shape)}")
         if not fps > 0:
             raise InputError(f"fps must be positive, got {fps}")
+        laps = _Laps(self.device if self.sync_timings else None)
         pre = preprocess_segments(frames, device=self.device, exact=self.exact_preprocessing)
+        laps.lap("preprocess_s")
         vision = self.compressor.encode_vision(pre.pixel_values, pre.grid_thw)
+        laps.lap("vision_s")
         merge = self.compressor.vlm.visual.spatial_merge_size**2
         prefix_ids = []
         for i, (count, (_, h, w)) in enumerate(zip(pre.frame_counts, pre.grid_thw.tolist(), strict=True)):
@@ -302,6 +308,8 @@ class TempoPipeline:
         enc = VideoEncoding(fps, int(frames.shape[0]), pre.frame_counts, pre.grid_thw, vision, prefix_ids, self.model_revision)
         if prefix_kv if prefix_kv is not None else self.device.type == "cuda":
             self.attach_prefix_kv(enc)
+            laps.lap("prefix_kv_s")
+        enc.timings = laps.times
         return enc
 
     @torch.inference_mode()
@@ -354,9 +362,9 @@ class TempoPipeline:
                 valid.append(i)
             except InputError as exc:
                 results[i] = exc
-        t0 = time.perf_counter()
+        laps = _Laps(self.device if self.sync_timings else None)
         compressed = self._compress_many([requests[i] for i in valid])
-        compress_s = time.perf_counter() - t0
+        compress_s = laps.lap("compress_s")
 
         prepared = []  # (request index, embeds, allocations, relevance, features)
         for i, (features, relevance) in zip(valid, compressed, strict=True):
@@ -370,6 +378,7 @@ class TempoPipeline:
                 results[i] = exc
                 continue
             prepared.append((i, embeds, alloc, relevance, features))
+        inputs_s = laps.lap("llm_inputs_s")
 
         gen = BatchGenerator(self.decoder)
         running: dict[int, tuple[Sequence, _StreamingText]] = {}
@@ -398,7 +407,8 @@ class TempoPipeline:
                 finish_reason="stop" if detok.stopped else (seq.finish_reason or "length"),
                 prompt_tokens=int(embeds.shape[0]),
                 segments=segments,
-                timings={"compress_s": compress_s, "prefill_s": seq.prefill_s, "decode_s": seq.decode_s},
+                timings={"compress_s": compress_s, "llm_inputs_s": inputs_s, "prefill_s": seq.prefill_s,
+                         "decode_s": seq.decode_s},
                 relevance=rel,
                 allocations=alloc,
                 compression_features=features.float().cpu().numpy() if req.debug else None,
@@ -444,8 +454,8 @@ class TempoPipeline:
             target += [(r, s) for s in range(enc.num_segments)]
 
         for q_len, items in groups.items():
-            # a row costs its new tokens plus a copy of its prefix KV (HF's cache appends by concatenation)
-            for rows in _row_chunks([q_len + k + encs[r].prefix_kv.mask.shape[1] for r, _ in items]):
+            # a row costs its new tokens plus copies of its prefix KV (HF's cache appends by concatenation)
+            for rows in _row_chunks([q_len + k + 2 * encs[r].prefix_kv.mask.shape[1] for r, _ in items]):
                 chunk = items[rows]
                 prefix = PrefixKV.cat([encs[r].prefix_kv.rows(run) for r, run in _runs(chunk)])
                 store(chunk, self.compressor.forward_cached(prefix, [q_ids[r] for r, _ in chunk]))
@@ -502,6 +512,22 @@ class TempoPipeline:
         return torch.cat([ids(head), visual, ids(tail)])[:max_length]
 
 
+class _Laps:
+    """Phase timer; with a CUDA ``device`` it synchronises first, so a lap is the work's real time."""
+
+    def __init__(self, device: torch.device | None) -> None:
+        self.sync = device is not None and device.type == "cuda"
+        self.t = time.perf_counter()
+        self.times: dict[str, float] = {}
+
+    def lap(self, name: str) -> float:
+        if self.sync:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.times[name], self.t = now - self.t, now
+        return self.times[name]
+
+
 def _row_chunks(row_tokens: list[int], budget: int = COMPRESS_CHUNK_TOKENS) -> list[slice]:
     """Split rows into consecutive chunks of at most ``budget`` tokens (at least one row each)."""
     chunks, start, total = [], 0, 0
@@ -529,6 +555,7 @@ def _runs(items: list[tuple[int, int]]) -> list[tuple[int, slice]]:
 class _StreamingText:
     """Turns generated ids into text deltas and applies stop strings.
 
+    Detokenises incrementally (a window of the last few tokens, not the whole answer, per token).
     Holds back text that ends in an incomplete UTF-8 sequence and text that could still grow into a
     stop string, so a client never receives a stop string or a broken character.
     """
@@ -538,16 +565,26 @@ class _StreamingText:
         self.stop = [s for s in stop if s]
         self.on_token = on_token
         self.ids: list[int] = []
+        self.text = ""  # everything decoded so far
+        self.prefix_offset = 0  # ids[prefix_offset:read_offset] give context for the next piece
+        self.read_offset = 0
         self.sent = ""
         self.stopped = False
         self.stop_text: str | None = None
 
-    def _text(self, ids: list[int]) -> str:
+    def _decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
 
     def push(self, token: int) -> bool:
         self.ids.append(token)
-        text = self._text(self.ids)
+        prefix = self._decode(self.ids[self.prefix_offset: self.read_offset])
+        full = self._decode(self.ids[self.prefix_offset:])
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            self.text += full[len(prefix):]
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+        text = self.text
+        if not self.stop and self.on_token is None:
+            return False
         for s in self.stop:
             pos = text.find(s)
             if pos >= 0:
@@ -555,8 +592,6 @@ class _StreamingText:
                 self._emit(token, text[:pos])
                 return True
         safe = text
-        if safe.endswith("\ufffd"):
-            safe = safe.rstrip("\ufffd")
         for s in self.stop:  # hold back a possible stop-string prefix
             for k in range(min(len(s) - 1, len(safe)), 0, -1):
                 if safe.endswith(s[:k]):
@@ -572,7 +607,7 @@ class _StreamingText:
             self.on_token(token, delta)
 
     def final_text(self, ids: list[int]) -> str:
-        text = self.stop_text if self.stopped else self._text(ids)
+        text = self.stop_text if self.stopped else self._decode(ids)
         if self.on_token is not None and text.startswith(self.sent) and len(text) > len(self.sent):
             self.on_token(-1, text[len(self.sent):])  # flush held-back text; -1 = no new token
             self.sent = text

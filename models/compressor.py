@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache, Qwen3VLConfig
+from transformers import Qwen3VLConfig
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel, apply_rotary_pos_emb_vision
 
 from models.checkpoint import CheckpointReader
+from models.qwen3_stack import FusedQwen3Stack
 
 TEMPO_SVLM_PREFIX = "model.vision_tower_aux_list.0.vlm.model."
 TEMPO_MEMORY_KEY = "model.vision_tower_aux_list.0.compression_tokens"
@@ -141,6 +142,7 @@ class Compressor(nn.Module):
         d = config.text_config.hidden_size
         self.memory = nn.Parameter(torch.zeros(1, num_memory_tokens, d))
         self.register_buffer("router", torch.zeros(d, dtype=torch.float32), persistent=False)
+        self._suffix_stack: FusedQwen3Stack | None = None
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
         super()._apply(fn, recurse)
@@ -188,6 +190,28 @@ class Compressor(nn.Module):
         embeds[video_mask] = vision.embeds.to(embeds.dtype)
         return embeds, video_mask
 
+    def _rope_positions(self, input_ids: torch.Tensor, token_type: torch.Tensor, grid_thw: torch.Tensor,
+                        mask: torch.Tensor) -> torch.Tensor:
+        """Qwen3-VL's 3-D rope positions [3, S, W], computed once per distinct row layout.
+
+        HF's ``get_rope_index`` walks every token of every row in Python; the segments of a video
+        share a handful of layouts (same grid, same token types), so each is computed once.
+        """
+        lengths = mask.sum(1).tolist()
+        types = token_type.cpu().numpy()
+        grids = grid_thw.tolist()
+        groups: dict[tuple, list[int]] = {}
+        for i, n in enumerate(lengths):
+            groups.setdefault((n, tuple(grids[i]), types[i, :n].tobytes()), []).append(i)
+        positions = torch.zeros(3, *input_ids.shape, dtype=torch.long, device=input_ids.device)
+        for rows in groups.values():
+            r = rows[0]
+            pos, _ = self.vlm.get_rope_index(input_ids[r: r + 1], mm_token_type_ids=token_type[r: r + 1],
+                                             video_grid_thw=grid_thw[r: r + 1].to(input_ids.device),
+                                             attention_mask=mask[r: r + 1])
+            positions[:, rows] = pos
+        return positions
+
     @torch.inference_mode()
     def encode_prefix(self, prefixes: list[list[int]], vision: VisionFeatures, grid_thw: torch.Tensor,
                       pad_id: int, video_pad_id: int) -> PrefixKV:
@@ -196,9 +220,7 @@ class Compressor(nn.Module):
         input_ids, mask = self._prompt_batch(prefixes, int(lengths.max()), pad_id)
         embeds, video_mask = self._embed_with_vision(input_ids, vision, video_pad_id)
         token_type = (video_mask.long() * VIDEO_TOKEN_TYPE).int()
-        position_ids, _ = self.vlm.get_rope_index(
-            input_ids, mm_token_type_ids=token_type, video_grid_thw=grid_thw.to(input_ids.device), attention_mask=mask
-        )
+        position_ids = self._rope_positions(input_ids, token_type, grid_thw, mask)
         out = self.vlm.language_model(
             inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, visual_pos_masks=video_mask,
             deepstack_visual_embeds=list(vision.deepstack.to(embeds.dtype)), use_cache=True,
@@ -208,26 +230,39 @@ class Compressor(nn.Module):
         cache = out.past_key_values
         return PrefixKV([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], mask, next_pos)
 
+    @property
+    def suffix_stack(self) -> FusedQwen3Stack:
+        """The SVLM text layers with fused weights, for the per-question pass (built on first use)."""
+        if self._suffix_stack is None:
+            lm = self.vlm.language_model
+            self._suffix_stack = FusedQwen3Stack(lm.layers, lm.norm, self.config.text_config)
+        return self._suffix_stack
+
     @torch.inference_mode()
     def forward_cached(self, prefix: PrefixKV, question_ids: list[list[int]]) -> CompressorOutput:
         """The per-question pass against cached prefixes: [question | K memory tokens] per row.
 
         Rows may carry different questions of the same token length (callers group by length), so
-        the new tokens need no padding; each row's positions continue from its own prefix.
+        the new tokens need no padding; each row's positions continue from its own prefix (text
+        positions, where Qwen3-VL's multimodal rotary embedding is the plain one). Runs on the fused
+        stack: each layer attends over [prefix KV (padding masked) | new tokens (causal)].
         """
         device = self.memory.device
+        stack = self.suffix_stack
         s, k, q = prefix.mask.shape[0], self.num_memory_tokens, len(question_ids[0])
+        n = q + k
         ids = torch.tensor(question_ids, device=device)  # [S, Q]
-        embeds = torch.cat([
-            self.vlm.get_input_embeddings()(ids),
-            self.memory.expand(s, -1, -1),
-        ], dim=1)  # [S, Q+K, D_s]
-        mask = torch.cat([prefix.mask, torch.ones(s, q + k, dtype=prefix.mask.dtype, device=device)], dim=1)
-        pos = (prefix.next_pos[:, None] + torch.arange(q + k, device=device)[None, :])[None].expand(3, -1, -1)
-        cache = DynamicCache(ddp_cache_data=list(zip(prefix.keys, prefix.values, strict=True)))
-        hidden = self.vlm.language_model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-        ).last_hidden_state  # [S, Q+K, D_s]
+        x = torch.cat([self.vlm.get_input_embeddings()(ids), self.memory.expand(s, -1, -1)], dim=1)  # [S, N, D_s]
+        cos, sin = stack.rope(prefix.next_pos[:, None] + torch.arange(n, device=device)[None, :])
+        causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+        allowed = torch.cat([prefix.mask.bool()[:, None, :].expand(-1, n, -1), causal.expand(s, -1, -1)], dim=2)
+
+        def attend(i: int, q_, k_, v_):
+            keys = torch.cat([prefix.keys[i], k_], dim=2)  # [S, KV, P + N, hd]
+            values = torch.cat([prefix.values[i], v_], dim=2)
+            return stack.grouped_attention(q_, keys, values, allowed)
+
+        hidden = stack.run(x.to(stack.dtype), cos, sin, attend)  # [S, N, D_s]
         relevance = torch.sigmoid(hidden[:, q - 1].float() @ self.router)
         return CompressorOutput(features=hidden[:, q:], relevance=relevance)
 
@@ -258,9 +293,7 @@ class Compressor(nn.Module):
         mem_pos = torch.tensor(lengths, device=device)[:, None] + torch.arange(k, device=device)[None, :]  # [S, K]
         embeds[rows, mem_pos] = self.memory.to(embeds.dtype).expand(s, -1, -1)
 
-        position_ids, _ = self.vlm.get_rope_index(
-            input_ids, mm_token_type_ids=token_type, video_grid_thw=grid_thw.to(device), attention_mask=mask
-        )
+        position_ids = self._rope_positions(input_ids, token_type, grid_thw, mask)
         hidden = self.vlm.language_model(
             inputs_embeds=embeds,
             attention_mask=mask,

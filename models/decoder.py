@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen3ForCausalLM
 
+from models.qwen3_stack import FusedQwen3Stack
+
 log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -33,31 +35,6 @@ def _bucket(n: int, buckets: tuple[int, ...]) -> int:
         if n <= b:
             return b
     raise ValueError(f"{n} exceeds the largest bucket {buckets[-1]}")
-
-
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Qwen3 RMSNorm: normalise in float32, cast back, then scale (weight broadcasts on the last dims)."""
-    return weight * F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def _fuse_linears(*linears: torch.nn.Linear) -> torch.Tensor:
-    """One weight for several Linears over the same input; the modules keep views into it.
-
-    One GEMM instead of several per layer and step, with no extra memory (HF's forward still works).
-    """
-    assert all(lin.bias is None for lin in linears), "Qwen3 projections have no bias"
-    fused = torch.cat([lin.weight.data for lin in linears])
-    start = 0
-    for lin in linears:
-        n = lin.weight.shape[0]
-        lin.weight = torch.nn.Parameter(fused[start: start + n], requires_grad=False)
-        start += n
-    return fused
 
 
 @dataclass
@@ -95,57 +72,17 @@ class FastDecoder:
         self.model = model
         self.device = model.device
         self.dtype = model.dtype
-        self.n_heads = cfg.num_attention_heads
-        self.n_kv = cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.eps = cfg.rms_norm_eps
+        self.stack = FusedQwen3Stack(model.model.layers, model.model.norm, cfg)
         self.vocab_size = cfg.vocab_size
-        theta = cfg.rope_parameters["rope_theta"] if getattr(cfg, "rope_parameters", None) else cfg.rope_theta
-        self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float, device=self.device) / self.head_dim))
-        self.cache = KVCache.allocate(cfg.num_hidden_layers, slots, self.n_kv, max_seq, self.head_dim, self.dtype, self.device)
+        self.cache = KVCache.allocate(cfg.num_hidden_layers, slots, self.stack.n_kv, max_seq, self.stack.head_dim,
+                                      self.dtype, self.device)
         self.use_cuda_graphs = (self.device.type == "cuda") if use_cuda_graphs is None else use_cuda_graphs
-        self.q_dim, self.kv_dim = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        self.qkv_w, self.gate_up_w, self.qk_norm_w = [], [], []
-        for layer in model.model.layers:
-            a, m = layer.self_attn, layer.mlp
-            self.qkv_w.append(_fuse_linears(a.q_proj, a.k_proj, a.v_proj))
-            self.gate_up_w.append(_fuse_linears(m.gate_proj, m.up_proj))
-            # q_norm for the H query heads and k_norm for the KV key heads, applied in one go
-            self.qk_norm_w.append(torch.cat([a.q_norm.weight.expand(self.n_heads, -1), a.k_norm.weight.expand(self.n_kv, -1)]))
-        self.intermediate = model.config.intermediate_size
         self._graphs: dict[tuple[int, int], _Graph] = {}
         self._graph_pool = torch.cuda.graph_pool_handle() if self.use_cuda_graphs else None  # shared by all graphs
         # Attention reads kv_len cache positions per sequence: buckets of 256 up to 4096, then 1024,
         # so a step reads at most a little more than it needs (one graph per bucket in use).
         self._kv_buckets = tuple(sorted({min(max_seq, n) for n in
                                          [*range(256, 4097, 256), *range(5120, max_seq + 1024, 1024)]}))
-
-    # --- the model function ----------------------------------------------------------------------
-    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions.float()[..., None] * self.inv_freq  # [..., D/2]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
-
-    def _layers(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attend) -> torch.Tensor:
-        """x: [B, T, D]; cos/sin: [B, T, head_dim]; ``attend(layer, q, k, v)`` -> [B, H, T, head_dim]."""
-        b, t, _ = x.shape
-        h, kv, hd = self.n_heads, self.n_kv, self.head_dim
-        c, s = cos[:, :, None], sin[:, :, None]
-        for i, layer in enumerate(self.model.model.layers):
-            attn = layer.self_attn
-            y = _rms_norm(x, layer.input_layernorm.weight, self.eps)
-            qkv = F.linear(y, self.qkv_w[i])  # [B, T, (H + 2 KV) * hd]
-            qk = qkv[..., : self.q_dim + self.kv_dim].view(b, t, h + kv, hd)
-            v = qkv[..., self.q_dim + self.kv_dim:].view(b, t, kv, hd)
-            qk = _rms_norm(qk, self.qk_norm_w[i], self.eps)
-            qk = qk * c + _rotate_half(qk) * s  # rope on queries and keys together
-            q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(1, 2)  # [B, H, T, hd], [B, KV, T, hd]
-            out = attend(i, q, k, v.transpose(1, 2))  # [B, H, T, hd]
-            x = x + attn.o_proj(out.transpose(1, 2).reshape(b, t, -1))
-            y = _rms_norm(x, layer.post_attention_layernorm.weight, self.eps)
-            gate, up = F.linear(y, self.gate_up_w[i]).split(self.intermediate, dim=-1)
-            x = x + layer.mlp.down_proj(F.silu(gate) * up)
-        return _rms_norm(x, self.model.model.norm.weight, self.eps)
 
     # --- prefill ---------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -155,38 +92,32 @@ class FastDecoder:
         if length > self.cache.max_seq:
             raise ValueError(f"prompt of {length} tokens exceeds the decoder's max_seq {self.cache.max_seq}")
         pos = torch.arange(length, device=self.device)[None]
-        cos, sin = self._rope(pos)
+        cos, sin = self.stack.rope(pos)
 
         def attend(i: int, q, k, v):
             self.cache.k[i][slot, :, :length] = k[0]
             self.cache.v[i][slot, :, :length] = v[0]
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
 
-        hidden = self._layers(embeds[None].to(self.dtype), cos, sin, attend)
+        hidden = self.stack.run(embeds[None].to(self.dtype), cos, sin, attend)
         return self.model.lm_head(hidden[0, -1]).float()
 
     # --- decode ----------------------------------------------------------------------------------
     def _decode_eager(self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
         b = tokens.shape[0]
         x = self.model.model.embed_tokens(tokens)[:, None]  # [B, 1, D]
-        cos, sin = self._rope(positions[:, None])
+        cos, sin = self.stack.rope(positions[:, None])
         rows = torch.arange(b, device=self.device)
-        # attend to cache positions <= own position: [B, 1, 1, kv_len]
-        hidden_mask = (torch.arange(kv_len, device=self.device)[None, :] > positions[:, None])[:, None, None, :]
-        rep, scale = self.n_heads // self.n_kv, self.head_dim**-0.5
+        allowed = (torch.arange(kv_len, device=self.device)[None, :] <= positions[:, None])[:, None]  # [B, 1, kv_len]
 
         def attend(i: int, q, k, v):
-            # One query per sequence: grouped attention as two batched GEMMs over the cache, each
-            # KV head serving its ``rep`` query heads, with no copy of the cache.
+            # one query per sequence: write its K/V at its position, attend over the cache prefix
             kc, vc = self.cache.k[i], self.cache.v[i]
             kc[rows, :, positions] = k[:, :, 0]
             vc[rows, :, positions] = v[:, :, 0]
-            qg = q.reshape(b, self.n_kv, rep, self.head_dim)  # [B, KV, rep, hd]
-            scores = torch.matmul(qg, kc[:b, :, :kv_len].transpose(-1, -2)).float() * scale  # [B, KV, rep, S]
-            probs = scores.masked_fill(hidden_mask, float("-inf")).softmax(-1).to(q.dtype)
-            return torch.matmul(probs, vc[:b, :, :kv_len]).reshape(b, self.n_heads, 1, self.head_dim)
+            return self.stack.grouped_attention(q, kc[:b, :, :kv_len], vc[:b, :, :kv_len], allowed)
 
-        hidden = self._layers(x, cos, sin, attend)
+        hidden = self.stack.run(x, cos, sin, attend)
         return self.model.lm_head(hidden[:, 0]).float()  # [B, vocab]
 
     @torch.inference_mode()

@@ -28,13 +28,20 @@ def resize_to_max_edge(frame: np.ndarray, max_edge: int = MAX_FRAME_EDGE) -> np.
     Frames already small enough are returned unchanged (same object).
     """
     h, w = frame.shape[:2]
-    longest = max(h, w)
-    if longest <= max_edge:
+    new_h, new_w = max_edge_size(h, w, max_edge)
+    if (new_h, new_w) == (h, w):
         return frame
-    new_h = max(16, int(round(h * max_edge / longest / 16) * 16))
-    new_w = max(16, int(round(w * max_edge / longest / 16) * 16))
     image = Image.fromarray(frame).resize((new_w, new_h), resample=Image.BICUBIC)
     return np.asarray(image)
+
+
+def max_edge_size(h: int, w: int, max_edge: int = MAX_FRAME_EDGE) -> tuple[int, int]:
+    """The (height, width) step 2 gives a frame: unchanged unless its longest edge exceeds ``max_edge``."""
+    longest = max(h, w)
+    if longest <= max_edge:
+        return h, w
+    return (max(16, int(round(h * max_edge / longest / 16) * 16)),
+            max(16, int(round(w * max_edge / longest / 16) * 16)))
 
 
 def smart_resize(h: int, w: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -134,13 +141,7 @@ def _torch_resize_uint8(video: torch.Tensor, size: tuple[int, int]) -> torch.Ten
 
 def _gpu_frames(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """Steps 2 and 4.1 on the accelerator: float [T, 3, H', W'] (uint8 values)."""
-    h, w = frames.shape[1:3]
-    longest = max(h, w)
-    if longest > MAX_FRAME_EDGE:
-        h2 = max(16, int(round(h * MAX_FRAME_EDGE / longest / 16) * 16))
-        w2 = max(16, int(round(w * MAX_FRAME_EDGE / longest / 16) * 16))
-    else:
-        h2, w2 = h, w
+    h2, w2 = max_edge_size(*frames.shape[1:3])
     h3, w3 = smart_resize(h2, w2, _FRAME_FACTOR, 4 * 64 * 64, 16384 * 64 * 64)
     host = torch.from_numpy(frames)
     if torch.device(device).type == "cuda":
@@ -154,7 +155,7 @@ def _gpu_frames(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
 
 
 def preprocess_segments(
-    frames: np.ndarray, device: torch.device | str = "cpu", exact: bool = True, workers: int | None = None
+    frames: np.ndarray, device: torch.device | str = "cpu", exact: bool | None = True, workers: int | None = None
 ) -> PreprocessedSegments:
     """Steps 2-4 for all sampled frames of a video. frames: uint8 [T, H, W, 3].
 
@@ -164,11 +165,16 @@ def preprocess_segments(
 
     ``exact`` runs steps 2 and 4.1 with PIL on CPU threads, bit-exact with the reference; the rest
     runs on ``device``. ``exact=False`` runs every step with PyTorch on ``device`` (within a level or
-    two of PIL when shrinking, more when enlarging tiny frames). ``workers`` threads run the PIL
-    steps (default: up to 16).
+    two of PIL when shrinking, more when enlarging tiny frames). ``exact=None`` picks: PyTorch when
+    ``device`` is a GPU and both resizes shrink (the common case: a 512x288 frame becomes 512x256),
+    PIL otherwise. ``workers`` threads run the PIL steps (default: up to 16).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    if exact is None:
+        h2, w2 = max_edge_size(*frames.shape[1:3])
+        h3, w3 = smart_resize(h2, w2, _FRAME_FACTOR, 4 * 64 * 64, 16384 * 64 * 64)
+        exact = torch.device(device).type != "cuda" or h3 > h2 or w3 > w2
     if exact:
         video = torch.from_numpy(_pil_frames(frames, workers)).to(device).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
     else:

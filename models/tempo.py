@@ -218,8 +218,9 @@ class TempoPipeline:
         self.decode_slots = decode_slots
         self.decode_max_seq = decode_max_seq or config.tokenizer_model_max_length + 1024
         self._decoder: FastDecoder | None = None
-        # PIL for the resize steps (bit-exact with the reference); False = all-torch on the device.
-        self.exact_preprocessing = True
+        # Resize steps: True = PIL (bit-exact with the reference), False = PyTorch on the device,
+        # None = PIL on the CPU and when enlarging, PyTorch on a GPU when shrinking (see preprocess.py).
+        self.exact_preprocessing: bool | None = None
         # Synchronise the device at phase boundaries so timings are true (benchmarks; costs a little).
         self.sync_timings = False
         self.stop_token_ids = tuple(
@@ -454,8 +455,8 @@ class TempoPipeline:
             target += [(r, s) for s in range(enc.num_segments)]
 
         for q_len, items in groups.items():
-            # a row costs its new tokens plus copies of its prefix KV (HF's cache appends by concatenation)
-            for rows in _row_chunks([q_len + k + 2 * encs[r].prefix_kv.mask.shape[1] for r, _ in items]):
+            # a row costs its new tokens plus a copy of its prefix KV (keys are [prefix | new] per layer)
+            for rows in _row_chunks([q_len + k + encs[r].prefix_kv.mask.shape[1] for r, _ in items]):
                 chunk = items[rows]
                 prefix = PrefixKV.cat([encs[r].prefix_kv.rows(run) for r, run in _runs(chunk)])
                 store(chunk, self.compressor.forward_cached(prefix, [q_ids[r] for r, _ in chunk]))

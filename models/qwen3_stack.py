@@ -1,0 +1,117 @@
+"""A Qwen3 decoder stack run with fused weights: the shared core of our fast paths.
+
+Qwen3 (the answering LLM) and Qwen3-VL's text model (the SVLM) have the same layer: RMSNorm, a
+GQA attention with per-head q/k RMSNorm and rotary embeddings, a SwiGLU MLP. ``FusedQwen3Stack``
+runs those layers from the HF modules' own weights, with the q/k/v and gate/up projections fused
+into one GEMM each (the HF modules keep views into the fused tensors, so no memory is added) and
+the q/k norm and rotary embedding applied to queries and keys in one pass. Attention itself is the
+caller's: ``run(x, cos, sin, attend)`` hands each layer's q, k, v to ``attend``, which decides
+where keys and values come from (a static KV cache, a cached prompt prefix, ...).
+
+For text tokens Qwen3-VL's multimodal rotary embedding uses one position for all three axes,
+which makes it the ordinary 1-D rotary embedding, so the same ``rope`` serves both models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen3 RMSNorm: normalise in float32, cast back, then scale (weight broadcasts on the last dims)."""
+    return weight * F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def _fuse_linears(*linears: nn.Linear) -> torch.Tensor:
+    """One weight for several Linears over the same input; the modules keep views into it."""
+    assert all(lin.bias is None for lin in linears), "Qwen3 projections have no bias"
+    fused = torch.cat([lin.weight.data for lin in linears])
+    start = 0
+    for lin in linears:
+        n = lin.weight.shape[0]
+        lin.weight = nn.Parameter(fused[start: start + n], requires_grad=False)
+        start += n
+    return fused
+
+
+def rope_theta(config) -> float:  # noqa: ANN001 - an HF text config
+    params = getattr(config, "rope_parameters", None) or {}
+    return float(params.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+
+
+class FusedQwen3Stack:
+    def __init__(self, layers: nn.ModuleList, norm: nn.Module, config) -> None:  # noqa: ANN001
+        self.layers = layers
+        self.norm = norm
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.eps = config.rms_norm_eps
+        self.intermediate = config.intermediate_size
+        self.q_dim, self.kv_dim = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        weight = layers[0].input_layernorm.weight
+        self.device, self.dtype = weight.device, weight.dtype
+        hd = self.head_dim
+        self.inv_freq = 1.0 / (rope_theta(config) ** (torch.arange(0, hd, 2, dtype=torch.float, device=self.device) / hd))
+        self.qkv_w, self.gate_up_w, self.qk_norm_w = [], [], []
+        for layer in layers:
+            a, m = layer.self_attn, layer.mlp
+            self.qkv_w.append(_fuse_linears(a.q_proj, a.k_proj, a.v_proj))
+            self.gate_up_w.append(_fuse_linears(m.gate_proj, m.up_proj))
+            # q_norm for the H query heads and k_norm for the KV key heads, applied in one go
+            self.qk_norm_w.append(torch.cat([a.q_norm.weight.expand(self.n_heads, -1), a.k_norm.weight.expand(self.n_kv, -1)]))
+
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [..., head_dim] for integer ``positions`` [...]."""
+        freqs = positions.float()[..., None] * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
+
+    def run(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """x: [B, T, D]; cos/sin: [B, T, head_dim]; ``attend(layer, q, k, v)`` -> [B, H, T, head_dim].
+
+        Returns the final-normed hidden states [B, T, D].
+        """
+        b, t, _ = x.shape
+        h, kv, hd = self.n_heads, self.n_kv, self.head_dim
+        c, s = cos[:, :, None], sin[:, :, None]
+        for i, layer in enumerate(self.layers):
+            y = rms_norm(x, layer.input_layernorm.weight, self.eps)
+            qkv = F.linear(y, self.qkv_w[i])  # [B, T, (H + 2 KV) * hd]
+            qk = qkv[..., : self.q_dim + self.kv_dim].view(b, t, h + kv, hd)
+            v = qkv[..., self.q_dim + self.kv_dim:].view(b, t, kv, hd)
+            qk = rms_norm(qk, self.qk_norm_w[i], self.eps)
+            qk = qk * c + _rotate_half(qk) * s  # rope on queries and keys together
+            q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(1, 2)  # [B, H, T, hd], [B, KV, T, hd]
+            out = attend(i, q, k, v.transpose(1, 2))  # [B, H, T, hd]
+            x = x + layer.self_attn.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+            y = rms_norm(x, layer.post_attention_layernorm.weight, self.eps)
+            gate, up = F.linear(y, self.gate_up_w[i]).split(self.intermediate, dim=-1)
+            x = x + layer.mlp.down_proj(F.silu(gate) * up)
+        return rms_norm(x, self.norm.weight, self.eps)
+
+    def grouped_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                          allowed: torch.Tensor) -> torch.Tensor:
+        """Attention of q [B, H, T, hd] over keys/values [B, KV, S, hd] where ``allowed`` [B, 1|T, S] (bool).
+
+        Each KV head serves its ``H / KV`` query heads through two batched GEMMs (no K/V repeat);
+        softmax in float32.
+        """
+        b, h, t, hd = q.shape
+        rep = h // self.n_kv
+        qg = q.reshape(b, self.n_kv, rep * t, hd)  # query head = kv head * rep + r
+        scores = torch.matmul(qg, keys.transpose(-1, -2)).float() * hd**-0.5  # [B, KV, rep*T, S]
+        scores = scores.view(b, self.n_kv, rep, t, -1).masked_fill(~allowed[:, None, None], float("-inf"))
+        probs = scores.softmax(-1).to(q.dtype).view(b, self.n_kv, rep * t, -1)
+        return torch.matmul(probs, values).view(b, h, t, hd)

@@ -142,7 +142,7 @@ class Compressor(nn.Module):
         d = config.text_config.hidden_size
         self.memory = nn.Parameter(torch.zeros(1, num_memory_tokens, d))
         self.register_buffer("router", torch.zeros(d, dtype=torch.float32), persistent=False)
-        self._suffix_stack: FusedQwen3Stack | None = None
+        self._stack: FusedQwen3Stack | None = None
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
         super()._apply(fn, recurse)
@@ -221,22 +221,34 @@ class Compressor(nn.Module):
         embeds, video_mask = self._embed_with_vision(input_ids, vision, video_pad_id)
         token_type = (video_mask.long() * VIDEO_TOKEN_TYPE).int()
         position_ids = self._rope_positions(input_ids, token_type, grid_thw, mask)
-        out = self.vlm.language_model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, visual_pos_masks=video_mask,
-            deepstack_visual_embeds=list(vision.deepstack.to(embeds.dtype)), use_cache=True,
-        )
+        # Rows are right-padded, so plain causal attention never lets a real token see padding.
+        cos, sin = self.vlm.language_model.rotary_emb(embeds, position_ids)  # 3-D (multimodal) rope, [S, W, hd]
+        deepstack = vision.deepstack.to(embeds.dtype)
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+
+        def attend(i: int, q, k, v):
+            keys.append(k)
+            values.append(v)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+        def add_deepstack(i: int, x: torch.Tensor) -> torch.Tensor:
+            if i < deepstack.shape[0]:  # Qwen3-VL adds vision-tower features after the first layers
+                x[video_mask] += deepstack[i]
+            return x
+
+        self.stack.run(embeds, cos, sin, attend, after_layer=add_deepstack)
         rows = torch.arange(len(prefixes), device=input_ids.device)
         next_pos = position_ids[0, rows, lengths - 1] + 1  # the prefix ends in text (<|vision_end|>)
-        cache = out.past_key_values
-        return PrefixKV([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], mask, next_pos)
+        return PrefixKV(keys, values, mask, next_pos)
 
     @property
-    def suffix_stack(self) -> FusedQwen3Stack:
-        """The SVLM text layers with fused weights, for the per-question pass (built on first use)."""
-        if self._suffix_stack is None:
+    def stack(self) -> FusedQwen3Stack:
+        """The SVLM text layers with fused weights, for the prefix and question passes (built on first use)."""
+        if self._stack is None:
             lm = self.vlm.language_model
-            self._suffix_stack = FusedQwen3Stack(lm.layers, lm.norm, self.config.text_config)
-        return self._suffix_stack
+            self._stack = FusedQwen3Stack(lm.layers, lm.norm, self.config.text_config)
+        return self._stack
 
     @torch.inference_mode()
     def forward_cached(self, prefix: PrefixKV, question_ids: list[list[int]]) -> CompressorOutput:
@@ -248,7 +260,7 @@ class Compressor(nn.Module):
         stack: each layer attends over [prefix KV (padding masked) | new tokens (causal)].
         """
         device = self.memory.device
-        stack = self.suffix_stack
+        stack = self.stack
         s, k, q = prefix.mask.shape[0], self.num_memory_tokens, len(question_ids[0])
         n = q + k
         ids = torch.tensor(question_ids, device=device)  # [S, Q]

@@ -144,12 +144,10 @@ def _gpu_frames(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
     h2, w2 = max_edge_size(*frames.shape[1:3])
     h3, w3 = smart_resize(h2, w2, _FRAME_FACTOR, 4 * 64 * 64, 16384 * 64 * 64)
     host = torch.from_numpy(frames)
-    if torch.device(device).type == "cuda":
-        host = host.pin_memory()
     out = torch.empty((frames.shape[0], 3, h3, w3), device=device)
-    step = 256  # frames per resize call: bounds the float copy of full-size frames
+    step = 64  # frames per copy + resize: bounds the float copy of full-size frames
     for i in range(0, frames.shape[0], step):
-        chunk = host[i: i + step].to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+        chunk = host[i: i + step].to(device).permute(0, 3, 1, 2).float()
         out[i: i + step] = _torch_resize_uint8(_torch_resize_uint8(chunk, (h2, w2)), (h3, w3))
     return out
 

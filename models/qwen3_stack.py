@@ -78,10 +78,12 @@ class FusedQwen3Stack:
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
 
-    def run(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attend: Attend) -> torch.Tensor:
+    def run(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attend: Attend,
+            after_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """x: [B, T, D]; cos/sin: [B, T, head_dim]; ``attend(layer, q, k, v)`` -> [B, H, T, head_dim].
 
-        Returns the final-normed hidden states [B, T, D].
+        ``after_layer(i, x)`` may change each layer's output (Qwen3-VL adds its deepstack features
+        there). Returns the final-normed hidden states [B, T, D].
         """
         b, t, _ = x.shape
         h, kv, hd = self.n_heads, self.n_kv, self.head_dim
@@ -99,6 +101,8 @@ class FusedQwen3Stack:
             y = rms_norm(x, layer.post_attention_layernorm.weight, self.eps)
             gate, up = F.linear(y, self.gate_up_w[i]).split(self.intermediate, dim=-1)
             x = x + layer.mlp.down_proj(F.silu(gate) * up)
+            if after_layer is not None:
+                x = after_layer(i, x)
         return rms_norm(x, self.norm.weight, self.eps)
 
     def grouped_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,

@@ -57,8 +57,11 @@ def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
 
 def pick_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:  # "cuda" and "cuda:0" must compare equal to tensors' devices
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
 
 
 def pick_attention(device: torch.device) -> str:

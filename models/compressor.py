@@ -88,6 +88,16 @@ class PrefixKV:
     mask: torch.Tensor  # [S, P] 1 on real prefix tokens
     next_pos: torch.Tensor  # [S] rope position of the first token after the prefix
 
+    @classmethod
+    def allocate(cls, n_layers: int, lengths: list[int], kv_heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device) -> PrefixKV:
+        """Room for every row's prefix (right-padded to the longest); filled by ``encode_prefix``."""
+        shape = (len(lengths), kv_heads, max(lengths), head_dim)
+        mask = (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).long().to(device)
+        return cls([torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layers)],
+                   [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layers)],
+                   mask, torch.zeros(len(lengths), dtype=torch.long, device=device))
+
     def rows(self, index: slice) -> PrefixKV:
         width = int(self.mask[index].sum(1).max())  # drop padding columns no row of the slice needs
         return PrefixKV([k[index, :, :width] for k in self.keys], [v[index, :, :width] for v in self.values],
@@ -214,8 +224,8 @@ class Compressor(nn.Module):
 
     @torch.inference_mode()
     def encode_prefix(self, prefixes: list[list[int]], vision: VisionFeatures, grid_thw: torch.Tensor,
-                      pad_id: int, video_pad_id: int) -> PrefixKV:
-        """Run the question-independent prefixes once and keep their key/value states."""
+                      pad_id: int, video_pad_id: int, out: PrefixKV, rows: slice) -> None:
+        """Run the question-independent prefixes once; their key/value states go to ``out`` at ``rows``."""
         lengths = torch.tensor([len(p) for p in prefixes], device=self.memory.device)
         input_ids, mask = self._prompt_batch(prefixes, int(lengths.max()), pad_id)
         embeds, video_mask = self._embed_with_vision(input_ids, vision, video_pad_id)
@@ -224,12 +234,11 @@ class Compressor(nn.Module):
         # Rows are right-padded, so plain causal attention never lets a real token see padding.
         cos, sin = self.vlm.language_model.rotary_emb(embeds, position_ids)  # 3-D (multimodal) rope, [S, W, hd]
         deepstack = vision.deepstack.to(embeds.dtype)
-        keys: list[torch.Tensor] = []
-        values: list[torch.Tensor] = []
+        width = input_ids.shape[1]
 
         def attend(i: int, q, k, v):
-            keys.append(k)
-            values.append(v)
+            out.keys[i][rows, :, :width] = k
+            out.values[i][rows, :, :width] = v
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
 
         def add_deepstack(i: int, x: torch.Tensor) -> torch.Tensor:
@@ -238,9 +247,8 @@ class Compressor(nn.Module):
             return x
 
         self.stack.run(embeds, cos, sin, attend, after_layer=add_deepstack)
-        rows = torch.arange(len(prefixes), device=input_ids.device)
-        next_pos = position_ids[0, rows, lengths - 1] + 1  # the prefix ends in text (<|vision_end|>)
-        return PrefixKV(keys, values, mask, next_pos)
+        batch = torch.arange(len(prefixes), device=input_ids.device)
+        out.next_pos[rows] = position_ids[0, batch, lengths - 1] + 1  # the prefix ends in text (<|vision_end|>)
 
     @property
     def stack(self) -> FusedQwen3Stack:

@@ -322,16 +322,18 @@ class TempoPipeline:
         if enc.device != self.device:
             enc.vision = enc.to(self.device, keep_prefix_kv=False).vision
         slices = enc.vision.segment_slices()
-        parts = []
-        for rows in _row_chunks([len(p) for p in enc.prefix_ids]):
+        lengths = [len(p) for p in enc.prefix_ids]
+        stack = self.compressor.stack
+        out = PrefixKV.allocate(len(stack.layers), lengths, stack.n_kv, stack.head_dim, stack.dtype, self.device)
+        for rows in _row_chunks(lengths):
             vision = VisionFeatures(
                 enc.vision.embeds[slices[rows.start].start: slices[rows.stop - 1].stop],
                 enc.vision.deepstack[:, slices[rows.start].start: slices[rows.stop - 1].stop],
                 enc.vision.tokens_per_segment[rows],
             )
-            parts.append(self.compressor.encode_prefix(
-                enc.prefix_ids[rows], vision, enc.grid_thw[rows], self.svlm_tokens.pad, self.svlm_tokens.video_pad))
-        enc.prefix_kv = PrefixKV.cat(parts)
+            self.compressor.encode_prefix(enc.prefix_ids[rows], vision, enc.grid_thw[rows], self.svlm_tokens.pad,
+                                          self.svlm_tokens.video_pad, out=out, rows=rows)
+        enc.prefix_kv = out
 
     # --- per-question work ----------------------------------------------------------------------------
     @property

@@ -72,6 +72,8 @@ MAX_SAMPLED_FRAMES = 1024
 MIN_SAMPLED_FRAMES = 4
 SAMPLE_FPS = 2.0
 DEFAULT_FPS = 2.0
+# Fast mode: threads decoding keyframes, each with its own demuxer.
+FAST_DECODE_THREADS = 8
 # Use the pts table + keyframe seeks when the mean gap between sampled frames is at least this.
 SEEK_MIN_GAP = 48
 # Seek only when it skips at least this many frames that sequential decoding would have decoded.
@@ -395,10 +397,11 @@ class _Sink:
         self.coded_size: tuple[int, int] | None = None
 
     def seen(self, index: int, frame: av.VideoFrame) -> None:
-        self.decoded += 1
-        if index > self.last_index:
-            self.last_index = index
-            self.last_frame = frame
+        with self._lock:  # fast mode calls this from several decoding threads
+            self.decoded += 1
+            if index > self.last_index:
+                self.last_index = index
+                self.last_frame = frame
 
     def convert(self, frame: av.VideoFrame) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
@@ -579,22 +582,34 @@ def _decode_nearest_keyframes(path: Path, stream_index: int, table: _PtsTable, s
     for idx, key in zip(needed.tolist(), nearest.tolist(), strict=True):
         targets.setdefault(key, []).append(idx)
     pts_to_index = {int(p): i for i, p in enumerate(table.pts_sorted.tolist())}
-    seeks = 0
-    with _open_input(path) as container:
-        stream = container.streams[stream_index]
-        _configure(stream)
-        stream.codec_context.skip_frame = "NONKEY"  # the decoder drops every frame but keyframes
-        for key in sorted(targets):
-            container.seek(int(table.pts_sorted[key]), stream=stream, backward=True)
-            seeks += 1
-            for frame in container.decode(stream):
-                index = pts_to_index.get(int(frame.pts)) if frame.pts is not None else None
-                if index is None or index < key:
-                    continue  # a keyframe before the target (the demuxer landed early)
-                sink.seen(index, frame)  # index == key, or the next keyframe if the target was missing
-                sink.put(targets[key][0], frame, also=targets[key][1:])
-                break
-    return seeks
+    keys_in_order = sorted(targets)
+
+    def run(part: list[int]) -> int:
+        """Decode one contiguous share of the keyframes with its own demuxer and decoder."""
+        seeks = 0
+        with _open_input(path) as container:
+            stream = container.streams[stream_index]
+            # No frame threading: it would decode a dozen frames past each keyframe before the first
+            # comes out. Slice threads still help within a frame.
+            stream.thread_type = "SLICE"
+            stream.codec_context.skip_frame = "NONKEY"  # the decoder drops every frame but keyframes
+            for key in part:
+                container.seek(int(table.pts_sorted[key]), stream=stream, backward=True)
+                seeks += 1
+                for frame in container.decode(stream):
+                    index = pts_to_index.get(int(frame.pts)) if frame.pts is not None else None
+                    if index is None or index < key:
+                        continue  # a keyframe before the target (the demuxer landed early)
+                    sink.seen(index, frame)  # index == key, or the next keyframe if the target was missing
+                    sink.put(targets[key][0], frame, also=targets[key][1:])
+                    break
+        return seeks
+
+    # Keyframes decode independently: split them over threads (PyAV releases the GIL while decoding).
+    n = max(1, min(FAST_DECODE_THREADS, os.cpu_count() or 1, len(keys_in_order) // 8))
+    parts = [keys_in_order[i * len(keys_in_order) // n: (i + 1) * len(keys_in_order) // n] for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="keyframes") as pool:
+        return sum(pool.map(run, parts))
 
 
 def decode_sampled_frames(

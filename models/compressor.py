@@ -153,6 +153,7 @@ class Compressor(nn.Module):
         self.memory = nn.Parameter(torch.zeros(1, num_memory_tokens, d))
         self.register_buffer("router", torch.zeros(d, dtype=torch.float32), persistent=False)
         self._stack: FusedQwen3Stack | None = None
+        self.compile_kernels: bool | None = None  # None: compile the fused stack's kernels on CUDA
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
         super()._apply(fn, recurse)
@@ -255,7 +256,7 @@ class Compressor(nn.Module):
         """The SVLM text layers with fused weights, for the prefix and question passes (built on first use)."""
         if self._stack is None:
             lm = self.vlm.language_model
-            self._stack = FusedQwen3Stack(lm.layers, lm.norm, self.config.text_config)
+            self._stack = FusedQwen3Stack(lm.layers, lm.norm, self.config.text_config, self.compile_kernels)
         return self._stack
 
     @torch.inference_mode()

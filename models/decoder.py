@@ -67,12 +67,13 @@ class KVCache:
 class FastDecoder:
     """Prefill + batched decode over a static KV cache, sharing weights with an HF Qwen3ForCausalLM."""
 
-    def __init__(self, model: Qwen3ForCausalLM, slots: int, max_seq: int, use_cuda_graphs: bool | None = None) -> None:
+    def __init__(self, model: Qwen3ForCausalLM, slots: int, max_seq: int, use_cuda_graphs: bool | None = None,
+                 compile_kernels: bool | None = None) -> None:
         cfg = model.config
         self.model = model
         self.device = model.device
         self.dtype = model.dtype
-        self.stack = FusedQwen3Stack(model.model.layers, model.model.norm, cfg)
+        self.stack = FusedQwen3Stack(model.model.layers, model.model.norm, cfg, compile_kernels)
         self.vocab_size = cfg.vocab_size
         self.cache = KVCache.allocate(cfg.num_hidden_layers, slots, self.stack.n_kv, max_seq, self.stack.head_dim,
                                       self.dtype, self.device)

@@ -33,6 +33,43 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _add_rms_norm(x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual add, then the next RMSNorm: returns (x + delta, norm(x + delta))."""
+    x = x + delta
+    return x, rms_norm(x, weight, eps)
+
+
+def _qk_norm_rope(qk: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per-head RMSNorm of queries and keys, then the rotary embedding. qk: [B, T, heads, hd]."""
+    qk = rms_norm(qk, weight, eps)
+    return qk * cos + _rotate_half(qk) * sin
+
+
+def _silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return F.silu(gate) * up
+
+
+def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    return (scores.float() * scale).masked_fill(~allowed, float("-inf")).softmax(-1).to(dtype)
+
+
+class _Kernels:
+    """The elementwise pieces of a layer; on CUDA each is compiled into one fused kernel.
+
+    Eager PyTorch runs a norm or a rotary embedding as several kernels; at decode time (one token per
+    sequence) their launches, not the arithmetic, dominate a step. ``torch.compile`` with dynamic
+    shapes fuses each piece once for every batch and length (first call compiles, a few seconds).
+    """
+
+    def __init__(self, compile_kernels: bool) -> None:
+        wrap = (lambda f: torch.compile(f, dynamic=True, fullgraph=True)) if compile_kernels else (lambda f: f)
+        self.norm = wrap(rms_norm)
+        self.add_norm = wrap(_add_rms_norm)
+        self.qk_norm_rope = wrap(_qk_norm_rope)
+        self.silu_mul = wrap(_silu_mul)
+        self.masked_softmax = wrap(_masked_softmax)
+
+
 def _fuse_linears(*linears: nn.Linear) -> torch.Tensor:
     """One weight for several Linears over the same input; the modules keep views into it."""
     assert all(lin.bias is None for lin in linears), "Qwen3 projections have no bias"
@@ -51,7 +88,8 @@ def rope_theta(config) -> float:  # noqa: ANN001 - an HF text config
 
 
 class FusedQwen3Stack:
-    def __init__(self, layers: nn.ModuleList, norm: nn.Module, config) -> None:  # noqa: ANN001
+    def __init__(self, layers: nn.ModuleList, norm: nn.Module, config,  # noqa: ANN001 - an HF text config
+                 compile_kernels: bool | None = None) -> None:
         self.layers = layers
         self.norm = norm
         self.n_heads = config.num_attention_heads
@@ -62,6 +100,7 @@ class FusedQwen3Stack:
         self.q_dim, self.kv_dim = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         weight = layers[0].input_layernorm.weight
         self.device, self.dtype = weight.device, weight.dtype
+        self.k = _Kernels(self.device.type == "cuda" if compile_kernels is None else compile_kernels)
         hd = self.head_dim
         self.inv_freq = 1.0 / (rope_theta(config) ** (torch.arange(0, hd, 2, dtype=torch.float, device=self.device) / hd))
         self.qkv_w, self.gate_up_w, self.qk_norm_w = [], [], []
@@ -88,22 +127,27 @@ class FusedQwen3Stack:
         b, t, _ = x.shape
         h, kv, hd = self.n_heads, self.n_kv, self.head_dim
         c, s = cos[:, :, None], sin[:, :, None]
+        k = self.k
+        n = len(self.layers)
+        y = k.norm(x, self.layers[0].input_layernorm.weight, self.eps)
         for i, layer in enumerate(self.layers):
-            y = rms_norm(x, layer.input_layernorm.weight, self.eps)
             qkv = F.linear(y, self.qkv_w[i])  # [B, T, (H + 2 KV) * hd]
             qk = qkv[..., : self.q_dim + self.kv_dim].view(b, t, h + kv, hd)
             v = qkv[..., self.q_dim + self.kv_dim:].view(b, t, kv, hd)
-            qk = rms_norm(qk, self.qk_norm_w[i], self.eps)
-            qk = qk * c + _rotate_half(qk) * s  # rope on queries and keys together
-            q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(1, 2)  # [B, H, T, hd], [B, KV, T, hd]
-            out = attend(i, q, k, v.transpose(1, 2))  # [B, H, T, hd]
-            x = x + layer.self_attn.o_proj(out.transpose(1, 2).reshape(b, t, -1))
-            y = rms_norm(x, layer.post_attention_layernorm.weight, self.eps)
+            qk = k.qk_norm_rope(qk, self.qk_norm_w[i], c, s, self.eps)  # queries and keys together
+            q, key = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(1, 2)  # [B, H, T, hd], [B, KV, T, hd]
+            out = attend(i, q, key, v.transpose(1, 2))  # [B, H, T, hd]
+            x, y = k.add_norm(x, layer.self_attn.o_proj(out.transpose(1, 2).reshape(b, t, -1)),
+                              layer.post_attention_layernorm.weight, self.eps)
             gate, up = F.linear(y, self.gate_up_w[i]).split(self.intermediate, dim=-1)
-            x = x + layer.mlp.down_proj(F.silu(gate) * up)
+            delta = layer.mlp.down_proj(k.silu_mul(gate, up))
+            next_w = self.layers[i + 1].input_layernorm.weight if i + 1 < n else self.norm.weight
             if after_layer is not None:
-                x = after_layer(i, x)
-        return rms_norm(x, self.norm.weight, self.eps)
+                x = after_layer(i, x + delta)
+                y = k.norm(x, next_w, self.eps)
+            else:
+                x, y = k.add_norm(x, delta, next_w, self.eps)
+        return y  # the last layer's "next norm" is the final norm
 
     def grouped_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                           allowed: torch.Tensor) -> torch.Tensor:
@@ -115,7 +159,6 @@ class FusedQwen3Stack:
         b, h, t, hd = q.shape
         rep = h // self.n_kv
         qg = q.reshape(b, self.n_kv, rep * t, hd)  # query head = kv head * rep + r
-        scores = torch.matmul(qg, keys.transpose(-1, -2)).float() * hd**-0.5  # [B, KV, rep*T, S]
-        scores = scores.view(b, self.n_kv, rep, t, -1).masked_fill(~allowed[:, None, None], float("-inf"))
-        probs = scores.softmax(-1).to(q.dtype).view(b, self.n_kv, rep * t, -1)
+        scores = torch.matmul(qg, keys.transpose(-1, -2)).view(b, self.n_kv, rep, t, -1)  # [B, KV, rep, T, S]
+        probs = self.k.masked_softmax(scores, allowed[:, None, None], hd**-0.5, q.dtype).view(b, self.n_kv, rep * t, -1)
         return torch.matmul(probs, values).view(b, h, t, hd)

@@ -208,6 +208,7 @@ class TempoPipeline:
         model_revision: str,
         decode_slots: int = 8,
         decode_max_seq: int | None = None,
+        compile_kernels: bool | None = None,
     ) -> None:
         self.config = config
         self.compressor = compressor
@@ -221,6 +222,8 @@ class TempoPipeline:
         self.decode_slots = decode_slots
         self.decode_max_seq = decode_max_seq or config.tokenizer_model_max_length + 1024
         self._decoder: FastDecoder | None = None
+        self.compile_kernels = compile_kernels
+        compressor.compile_kernels = compile_kernels
         # Resize steps: True = PIL (bit-exact with the reference), False = PyTorch on the device,
         # None = PIL on the CPU and when enlarging, PyTorch on a GPU when shrinking (see preprocess.py).
         self.exact_preprocessing: bool | None = None
@@ -240,12 +243,14 @@ class TempoPipeline:
         dtype: torch.dtype | str | None = None,
         decode_slots: int = 8,
         decode_max_seq: int | None = None,
+        compile_kernels: bool | None = None,
     ) -> TempoPipeline:
         """Load a Tempo-6B checkpoint (default: the embedded tiny random test model) onto ``device``.
 
         ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU. ``decode_slots`` sequences decode
         together; each may hold ``decode_max_seq`` tokens (prompt + answer; default: the checkpoint's
-        context limit + 1024). Their KV cache is allocated on first use.
+        context limit + 1024). Their KV cache is allocated on first use. ``compile_kernels`` (default:
+        on CUDA) fuses the elementwise parts of the fast paths with ``torch.compile`` on first use.
         """
         config = TempoConfig.from_dir(checkpoint_dir, svlm_dir)
         dev = pick_device(device)
@@ -276,7 +281,8 @@ class TempoPipeline:
         log.info("loaded Tempo", extra={"checkpoint": str(config.checkpoint_dir), "device": str(dev),
                                          "dtype": str(dtype), "attn": attn, "revision": revision,
                                          "load_s": round(time.perf_counter() - t0, 2)})
-        return cls(config, compressor, projector, llm, svlm_tok, llm_tok, dev, revision, decode_slots, decode_max_seq)
+        return cls(config, compressor, projector, llm, svlm_tok, llm_tok, dev, revision, decode_slots, decode_max_seq,
+                   compile_kernels)
 
     @property
     def is_tiny_test_model(self) -> bool:
@@ -339,7 +345,8 @@ class TempoPipeline:
     @property
     def decoder(self) -> FastDecoder:
         if self._decoder is None:
-            self._decoder = FastDecoder(self.llm, self.decode_slots, self.decode_max_seq)
+            self._decoder = FastDecoder(self.llm, self.decode_slots, self.decode_max_seq,
+                                        compile_kernels=self.compile_kernels)
         return self._decoder
 
     def answer(self, encoding: VideoEncoding, question: str, **options) -> AskResult:

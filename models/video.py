@@ -585,22 +585,29 @@ def _decode_nearest_keyframes(path: Path, stream_index: int, table: _PtsTable, s
     keys_in_order = sorted(targets)
 
     def run(part: list[int]) -> int:
-        """Decode one contiguous share of the keyframes with its own demuxer and decoder."""
+        """Decode one contiguous share of the keyframes with its own demuxer and decoder.
+
+        Each keyframe is decoded from its packet alone, then the decoder is drained, so it hands the
+        picture over at once instead of waiting for the (skipped) frames that follow it.
+        """
         seeks = 0
         with _open_input(path) as container:
             stream = container.streams[stream_index]
-            # No frame threading: it would decode a dozen frames past each keyframe before the first
-            # comes out. Slice threads still help within a frame.
-            stream.thread_type = "SLICE"
-            stream.codec_context.skip_frame = "NONKEY"  # the decoder drops every frame but keyframes
+            stream.thread_type = "SLICE"  # frame threads would only add latency to single pictures
+            codec = stream.codec_context
             for key in part:
-                container.seek(int(table.pts_sorted[key]), stream=stream, backward=True)
+                target = int(table.pts_sorted[key])
+                container.seek(target, stream=stream, backward=True)  # also flushes the decoder
                 seeks += 1
-                for frame in container.decode(stream):
+                for packet in container.demux(stream):
+                    if packet.size == 0 or packet.pts is None or packet.pts < target or not packet.is_keyframe:
+                        continue  # the demuxer landed before the keyframe we want
+                    frames = [*codec.decode(packet), *codec.decode(None)]  # decode, then drain
+                    if not frames:
+                        raise _Unreliable(f"keyframe at pts {packet.pts} decoded to nothing")
+                    frame = frames[0]
                     index = pts_to_index.get(int(frame.pts)) if frame.pts is not None else None
-                    if index is None or index < key:
-                        continue  # a keyframe before the target (the demuxer landed early)
-                    sink.seen(index, frame)  # index == key, or the next keyframe if the target was missing
+                    sink.seen(key if index is None else index, frame)
                     sink.put(targets[key][0], frame, also=targets[key][1:])
                     break
         return seeks
@@ -659,7 +666,12 @@ def decode_sampled_frames(
     try:
         if fast:
             assert table is not None
-            seeks = _decode_nearest_keyframes(path, stream_index, table, sink)
+            try:
+                seeks = _decode_nearest_keyframes(path, stream_index, table, sink)
+            except _Unreliable as exc:
+                logger.warning("%s: %s; fast mode falls back to exact decoding", path.name, exc)
+                sink.reset()
+                seeks = _decode_exact(path, stream_index, probe.num_frames, sparse, table, sink)
         else:
             seeks = _decode_exact(path, stream_index, probe.num_frames, sparse, table, sink)
         sink.wait()

@@ -222,8 +222,7 @@ class TempoPipeline:
         self.decode_slots = decode_slots
         self.decode_max_seq = decode_max_seq or config.tokenizer_model_max_length + 1024
         self._decoder: FastDecoder | None = None
-        self.compile_kernels = compile_kernels
-        compressor.compile_kernels = compile_kernels
+        self.compile_kernels = compile_kernels  # the LLM decoder's; the compressor stays eager (compressor.py)
         # Resize steps: True = PIL (bit-exact with the reference), False = PyTorch on the device,
         # None = PIL on the CPU and when enlarging, PyTorch on a GPU when shrinking (see preprocess.py).
         self.exact_preprocessing: bool | None = None
@@ -250,7 +249,7 @@ class TempoPipeline:
         ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU. ``decode_slots`` sequences decode
         together; each may hold ``decode_max_seq`` tokens (prompt + answer; default: the checkpoint's
         context limit + 1024). Their KV cache is allocated on first use. ``compile_kernels`` (default:
-        on CUDA) fuses the elementwise parts of the fast paths with ``torch.compile`` on first use.
+        on CUDA) fuses the elementwise parts of the LLM's decoder with ``torch.compile`` on first use.
         """
         config = TempoConfig.from_dir(checkpoint_dir, svlm_dir)
         dev = pick_device(device)

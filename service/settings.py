@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     decode_slots: int = Field(default=8, ge=1, description="sequences decoded together (continuous batching)")
     decode_max_seq: int = Field(default=0, ge=0, description="KV cache tokens per sequence; 0 = context limit + 1024")
-    compile_kernels: bool = True  # on CUDA: fuse the fast paths' elementwise kernels (torch.compile, at start-up)
+    compile_kernels: bool = True  # on CUDA: fuse the LLM decoder's elementwise kernels (torch.compile, first use)
 
     # --- limits -------------------------------------------------------------------------------
     max_upload_bytes: int = 4 * 1024**3

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test test-fast lint demo ask-demo clean
+.PHONY: install system-deps test test-fast lint demo ask-demo bench bench-gpu-tests clean
 
 install: $(STAMP)
 
@@ -42,6 +42,17 @@ ask-demo: install
 	@mkdir -p var
 	$(BIN)/python scripts/sample_video.py var/demo.mp4 --seconds 20
 	$(BIN)/tempo ask var/demo.mp4 "What color is the square?" --max-new-tokens 24
+
+# GPU benchmark (docs/benchmarks.md): run on a CUDA machine whose python3 has torch + transformers;
+# needs PyAV too. Writes var/bench.json and prints the table.
+BENCH_PY ?= python3
+bench:
+	@mkdir -p var
+	PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $(BENCH_PY) scripts/bench.py --out var/bench.json
+
+# The GPU parity tests (skipped on machines without CUDA).
+bench-gpu-tests:
+	$(BENCH_PY) -m pytest -q tests/test_gpu.py tests/test_decoder.py tests/test_parity_golden.py tests/test_pipeline_api.py
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache

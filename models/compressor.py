@@ -280,10 +280,15 @@ class Compressor(nn.Module):
         causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
         allowed = torch.cat([prefix.mask.bool()[:, None, :].expand(-1, n, -1), causal.expand(s, -1, -1)], dim=2)
 
+        rep = stack.n_heads // stack.n_kv
+        mask4 = allowed[:, None]  # [S, 1, N, P + N]
+
         def attend(i: int, q_, k_, v_):
-            keys = torch.cat([prefix.keys[i], k_], dim=2)  # [S, KV, P + N, hd]
-            values = torch.cat([prefix.values[i], v_], dim=2)
-            return stack.grouped_attention(q_, keys, values, allowed)
+            # [prefix | new] keys per row; SDPA's memory-efficient kernel takes the padding+causal mask
+            # without materialising the scores (K/V are expanded to the query heads for it).
+            keys = torch.cat([prefix.keys[i], k_], dim=2).repeat_interleave(rep, dim=1)  # [S, H, P + N, hd]
+            values = torch.cat([prefix.values[i], v_], dim=2).repeat_interleave(rep, dim=1)
+            return F.scaled_dot_product_attention(q_, keys, values, attn_mask=mask4)
 
         hidden = stack.run(x.to(stack.dtype), cos, sin, attend)  # [S, N, D_s]
         relevance = torch.sigmoid(hidden[:, q - 1].float() @ self.router)

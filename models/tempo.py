@@ -362,8 +362,11 @@ class TempoPipeline:
 
     @torch.inference_mode()
     def answer_many(self, requests: list[AskRequest]) -> list[AskResult | InputError]:
-        """Answer several questions together: one packed compressor pass, then batched decoding.
+        """Answer several questions together: packed compressor passes, then continuous batched decoding.
 
+        Requests are compressed in waves of about ``COMPRESS_CHUNK_TOKENS`` new SVLM tokens; a wave's
+        sequences start decoding (and streaming) while the next wave is compressed, between decode
+        steps, so the first answers do not wait for every question's compression.
         A request with bad input gets its ``InputError`` in its place; the others are answered.
         """
         results: list[AskResult | InputError | None] = [None] * len(requests)
@@ -374,44 +377,34 @@ class TempoPipeline:
                 valid.append(i)
             except InputError as exc:
                 results[i] = exc
-        laps = _Laps(self.device if self.sync_timings else None)
-        compressed = self._compress_many([requests[i] for i in valid])
-        compress_s = laps.lap("compress_s")
+        k = self.compressor.num_memory_tokens
+        waves = [[valid[j] for j in range(c.start, c.stop)]
+                 for c in _row_chunks([requests[i].encoding.num_segments * (k + 32) for i in valid])]
 
-        prepared = []  # (request index, embeds, allocations, relevance, features)
-        for i, (features, relevance) in zip(valid, compressed, strict=True):
-            req = requests[i]
-            # Step 8: adaptive token allocation.
-            alloc = allocate_tokens(relevance.cpu().numpy(), req.visual_token_budget, self.compressor.num_memory_tokens)
-            try:
-                # Steps 9-10: projector, timestamps, prompt, truncation.
-                embeds = self._llm_inputs(req, features, alloc)
-            except InputError as exc:
-                results[i] = exc
-                continue
-            prepared.append((i, embeds, alloc, relevance, features))
-        inputs_s = laps.lap("llm_inputs_s")
-
+        prepared: dict[int, tuple] = {}  # request index -> (embeds, allocations, relevance, features, timings)
+        pending: list[int] = []
         gen = BatchGenerator(self.decoder)
         running: dict[int, tuple[Sequence, _StreamingText]] = {}
-        pending = list(prepared)
-        while pending or gen.active:
+        while waves or pending or gen.active:
+            if waves and not pending and gen.free_slots > 0:
+                self._prepare_wave([requests[i] for i in waves[0]], waves[0], prepared, results)
+                pending += [i for i in waves.pop(0) if i in prepared]
             while pending and gen.free_slots > 0:  # admit as many as fit, between decode steps
-                i, embeds, *_ = pending.pop(0)
+                i = pending.pop(0)
                 req = requests[i]
                 detok = _StreamingText(self.llm_tokenizer, req.stop or [], req.on_token)
                 params = SamplingParams(req.max_new_tokens, req.temperature, req.top_p, req.seed, self.stop_token_ids)
-                running[i] = (gen.add(embeds, params, on_token=detok.push, keep_logits=req.debug), detok)
+                running[i] = (gen.add(prepared[i][0], params, on_token=detok.push, keep_logits=req.debug), detok)
             gen.step()
 
-        for i, embeds, alloc, relevance, features in prepared:
+        for i, (embeds, alloc, relevance, features, timings) in prepared.items():
             req = requests[i]
             seq, detok = running[i]
             text = detok.final_text(seq.token_ids)
             rel = relevance.cpu().numpy().astype(np.float32)
             segments = [
-                SegmentGrounding(k, round(a, 3), round(b, 3), float(rel[k]), int(alloc[k]))
-                for k, (a, b) in enumerate(req.encoding.segment_times())
+                SegmentGrounding(j, round(a, 3), round(b, 3), float(rel[j]), int(alloc[j]))
+                for j, (a, b) in enumerate(req.encoding.segment_times())
             ]
             results[i] = AskResult(
                 text=text,
@@ -419,8 +412,7 @@ class TempoPipeline:
                 finish_reason="stop" if detok.stopped else (seq.finish_reason or "length"),
                 prompt_tokens=int(embeds.shape[0]),
                 segments=segments,
-                timings={"compress_s": compress_s, "llm_inputs_s": inputs_s, "prefill_s": seq.prefill_s,
-                         "decode_s": seq.decode_s},
+                timings={**timings, "prefill_s": seq.prefill_s, "decode_s": seq.decode_s},
                 relevance=rel,
                 allocations=alloc,
                 compression_features=features.float().cpu().numpy() if req.debug else None,
@@ -428,6 +420,26 @@ class TempoPipeline:
                 step_logits=torch.stack(seq.step_logits).numpy() if req.debug and seq.step_logits else None,
             )
         return results  # type: ignore[return-value]
+
+    def _prepare_wave(self, reqs: list[AskRequest], indices: list[int], prepared: dict[int, tuple],
+                      results: list) -> None:
+        """Steps 5-10 for a wave of requests: compress, allocate, project, build the LLM inputs."""
+        laps = _Laps(self.device if self.sync_timings else None)
+        compressed = self._compress_many(reqs)
+        compress_s = laps.lap("compress_s")
+        for i, req, (features, relevance) in zip(indices, reqs, compressed, strict=True):
+            # Step 8: adaptive token allocation.
+            alloc = allocate_tokens(relevance.cpu().numpy(), req.visual_token_budget, self.compressor.num_memory_tokens)
+            try:
+                embeds = self._llm_inputs(req, features, alloc)  # steps 9-10
+            except InputError as exc:
+                results[i] = exc
+                continue
+            prepared[i] = (embeds, alloc, relevance, features, {"compress_s": compress_s})
+        inputs_s = laps.lap("llm_inputs_s")
+        for i in indices:
+            if i in prepared:
+                prepared[i][4]["llm_inputs_s"] = inputs_s
 
     def _validate(self, req: AskRequest) -> None:
         if not req.question.strip():

@@ -40,14 +40,15 @@ def run(args: argparse.Namespace) -> int:
     if args.budget < 1 or args.max_new_tokens < 1:
         return _fail("--budget and --max-new-tokens must be positive")
     try:
+        t0 = time.perf_counter()
+        video = decode_sampled_frames(args.video)  # first: a bad file fails fast, before any model loads
+        t1 = time.perf_counter()
         from models.tempo import TempoPipeline
 
         pipe = TempoPipeline.from_pretrained(args.model, args.svlm, device=args.device)
         if pipe.is_tiny_test_model:
             print(TINY_NOTICE, file=sys.stderr)
-        t0 = time.perf_counter()
-        video = decode_sampled_frames(args.video)
-        t1 = time.perf_counter()
+        t2 = time.perf_counter()
         result = pipe.run(
             video.frames, video.fps, args.question, visual_token_budget=args.budget,
             max_new_tokens=args.max_new_tokens, max_length=args.max_length,
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except TempoError as exc:  # VideoError, CheckpointError, InputError
         return _fail(str(exc))
-    t2 = time.perf_counter()
+    t3 = time.perf_counter()
 
     print(f"Answer: {result.text.strip()}")
     print()
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{video.num_frames} frames in file, {len(video.indices)} sampled at {video.fps:.2f} fps; "
         f"{len(result.segments)} segments, {int(result.allocations.sum())} visual tokens, "
-        f"{result.completion_tokens} generated; decode {t1 - t0:.2f}s, model {t2 - t1:.2f}s"
+        f"{result.completion_tokens} generated; decode {t1 - t0:.2f}s, model load {t2 - t1:.2f}s, answer {t3 - t2:.2f}s"
     )
     return 0
 

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     decode_slots: int = Field(default=8, ge=1, description="sequences decoded together (continuous batching)")
-    decode_max_seq: int = Field(default=0, ge=0, description="KV cache tokens per sequence; 0 = context limit + 1024")
+    decode_max_seq: int = Field(default=0, ge=0, description="KV cache tokens per sequence; 0 = max_length + max_new_tokens_limit")
     compile_kernels: bool = True  # on CUDA: fuse the LLM decoder's elementwise kernels (torch.compile, first use)
 
     # --- limits -------------------------------------------------------------------------------

@@ -149,3 +149,13 @@ def test_cached_and_uncached_requests_batch_together(tiny_pipeline, video):
         alone = tiny_pipeline.answer(req.encoding, req.question, max_new_tokens=4)
         assert res.token_ids == alone.token_ids
         np.testing.assert_array_equal(res.allocations, alone.allocations)
+
+
+def test_prompt_and_answer_must_fit_the_decode_slot(tiny_pipeline, encoding):
+    slot = tiny_pipeline.decode_max_seq
+    with pytest.raises(InputError, match="context"):
+        tiny_pipeline.answer(encoding, "Why?", max_length=slot, max_new_tokens=8)
+    with pytest.raises(InputError, match="max_new_tokens"):
+        tiny_pipeline.answer(encoding, "Why?", max_new_tokens=slot)
+    ok = tiny_pipeline.answer(encoding, "Why?", max_new_tokens=4)  # no max_length: the checkpoint's, clamped to the slot
+    assert ok.prompt_tokens + ok.completion_tokens <= slot

@@ -62,7 +62,9 @@ class Engine:
 
         pipe = TempoPipeline.from_pretrained(settings.model_path, settings.svlm_path, device=settings.device,
                                              dtype=settings.dtype, decode_slots=settings.decode_slots,
-                                             decode_max_seq=settings.decode_max_seq or None,
+                                             # a slot holds the longest prompt plus the longest answer
+                                             decode_max_seq=settings.decode_max_seq
+                                             or settings.max_length + settings.max_new_tokens_limit,
                                              compile_kernels=None if settings.compile_kernels else False)
         gpu = str(pipe.device) if pipe.device.type == "cuda" else None
         cache = SegmentCache(Path(settings.storage_dir) / "cache", gpu_device=gpu, gpu_bytes=settings.cache_gpu_bytes,

@@ -98,13 +98,6 @@ class PrefixKV:
                    [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layers)],
                    mask, torch.zeros(len(lengths), dtype=torch.long, device=device))
 
-    def take(self, rows: list[int]) -> PrefixKV:
-        """A copy of the given rows, trimmed to the widest of them."""
-        idx = torch.tensor(rows, device=self.mask.device)
-        width = int(self.mask[idx].sum(1).max())
-        return PrefixKV([k[idx, :, :width] for k in self.keys], [v[idx, :, :width] for v in self.values],
-                        self.mask[idx, :width], self.next_pos[idx])
-
     def rows(self, index: slice) -> PrefixKV:
         width = int(self.mask[index].sum(1).max())  # drop padding columns no row of the slice needs
         return PrefixKV([k[index, :, :width] for k in self.keys], [v[index, :, :width] for v in self.values],
@@ -268,68 +261,38 @@ class Compressor(nn.Module):
             self._stack = FusedQwen3Stack(lm.layers, lm.norm, self.config.text_config, self.compile_kernels)
         return self._stack
 
-    def _cached_pass(self, cached: list[PrefixKV], x: torch.Tensor, first_pos: torch.Tensor
-                     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """New tokens x [S, N, D_s] attending over cached K/V (``cached`` parts side by side, padding
-        masked) and causally over themselves; positions continue at ``first_pos`` [S] (text positions,
-        where Qwen3-VL's multimodal rotary embedding is the plain one). Runs on the fused stack.
+    @torch.inference_mode()
+    def forward_cached(self, prefix: PrefixKV, question_ids: list[list[int]]) -> CompressorOutput:
+        """The per-question pass against cached prefixes: [question | K memory tokens] per row.
 
-        Returns the final hidden states [S, N, D_s] and the new tokens' keys and values per layer.
+        Rows may carry different questions of the same token length (callers group by length), so
+        the new tokens need no padding; each row's positions continue from its own prefix (text
+        positions, where Qwen3-VL's multimodal rotary embedding is the plain one). Runs on the fused
+        stack: each layer attends over [prefix KV (padding masked) | new tokens (causal)].
         """
         device = self.memory.device
         stack = self.stack
-        s, n = x.shape[:2]
-        cos, sin = stack.rope(first_pos[:, None] + torch.arange(n, device=device)[None, :])
+        s, k, q = prefix.mask.shape[0], self.num_memory_tokens, len(question_ids[0])
+        n = q + k
+        ids = torch.tensor(question_ids, device=device)  # [S, Q]
+        x = torch.cat([self.vlm.get_input_embeddings()(ids), self.memory.expand(s, -1, -1)], dim=1)  # [S, N, D_s]
+        cos, sin = stack.rope(prefix.next_pos[:, None] + torch.arange(n, device=device)[None, :])
         causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
-        allowed = torch.cat([*(c.mask.bool()[:, None, :].expand(-1, n, -1) for c in cached),
-                             causal.expand(s, -1, -1)], dim=2)[:, None]  # [S, 1, N, P + N]
+        allowed = torch.cat([prefix.mask.bool()[:, None, :].expand(-1, n, -1), causal.expand(s, -1, -1)], dim=2)
+
         rep = stack.n_heads // stack.n_kv
-        new_k: list[torch.Tensor] = []
-        new_v: list[torch.Tensor] = []
+        mask4 = allowed[:, None]  # [S, 1, N, P + N]
 
         def attend(i: int, q_, k_, v_):
-            new_k.append(k_)
-            new_v.append(v_)
-            # SDPA's memory-efficient kernel takes the padding+causal mask without materialising the
-            # scores (K/V are expanded to the query heads for it).
-            keys = torch.cat([*(c.keys[i] for c in cached), k_], dim=2).repeat_interleave(rep, dim=1)
-            values = torch.cat([*(c.values[i] for c in cached), v_], dim=2).repeat_interleave(rep, dim=1)
-            return F.scaled_dot_product_attention(q_, keys, values, attn_mask=allowed)
+            # [prefix | new] keys per row; SDPA's memory-efficient kernel takes the padding+causal mask
+            # without materialising the scores (K/V are expanded to the query heads for it).
+            keys = torch.cat([prefix.keys[i], k_], dim=2).repeat_interleave(rep, dim=1)  # [S, H, P + N, hd]
+            values = torch.cat([prefix.values[i], v_], dim=2).repeat_interleave(rep, dim=1)
+            return F.scaled_dot_product_attention(q_, keys, values, attn_mask=mask4)
 
-        hidden = stack.run(x.to(stack.dtype), cos, sin, attend)
-        return hidden, new_k, new_v
-
-    @torch.inference_mode()
-    def question_pass(self, prefix: PrefixKV, question_ids: list[list[int]]) -> tuple[torch.Tensor, PrefixKV]:
-        """The question's tokens against each segment's cached prefix -> (relevance [S], their K/V).
-
-        Causal attention makes the relevance (read at the last question token) independent of the
-        memory tokens that follow, so allocation can be decided before any memory token runs. Rows
-        may carry different questions of the same token length (callers group by length).
-        """
-        ids = torch.tensor(question_ids, device=self.memory.device)  # [S, Q]
-        hidden, k, v = self._cached_pass([prefix], self.vlm.get_input_embeddings()(ids), prefix.next_pos)
-        relevance = torch.sigmoid(hidden[:, -1].float() @ self.router)
-        q = ids.shape[1]
-        ones = torch.ones(ids.shape[0], q, dtype=prefix.mask.dtype, device=ids.device)
-        return relevance, PrefixKV(k, v, ones, prefix.next_pos + q)
-
-    @torch.inference_mode()
-    def memory_pass(self, prefix: PrefixKV, question: PrefixKV, n_memory: int) -> torch.Tensor:
-        """The first ``n_memory`` memory tokens after [prefix | question] -> features [S, n_memory, D_s].
-
-        A memory token only sees the ones before it, so running the first ``n`` gives exactly the
-        features that ``n`` kept tokens need ("head" allocation keeps a prefix of them).
-        """
-        x = self.memory[:, :n_memory].expand(prefix.mask.shape[0], -1, -1)
-        hidden, _, _ = self._cached_pass([prefix, question], x, question.next_pos)
-        return hidden
-
-    @torch.inference_mode()
-    def forward_cached(self, prefix: PrefixKV, question_ids: list[list[int]]) -> CompressorOutput:
-        """[question | all K memory tokens] against cached prefixes, in one pass (see question_pass)."""
-        relevance, question = self.question_pass(prefix, question_ids)
-        return CompressorOutput(features=self.memory_pass(prefix, question, self.num_memory_tokens), relevance=relevance)
+        hidden = stack.run(x.to(stack.dtype), cos, sin, attend)  # [S, N, D_s]
+        relevance = torch.sigmoid(hidden[:, q - 1].float() @ self.router)
+        return CompressorOutput(features=hidden[:, q:], relevance=relevance)
 
     @torch.inference_mode()
     def forward(

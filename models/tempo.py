@@ -457,11 +457,9 @@ class TempoPipeline:
     def _compress_many(self, requests: list[AskRequest]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Steps 5-7 for every segment of every request. Returns per request (features [S, K, D_s], relevance [S]).
 
-        Segments of videos with a prefix KV cache run only their question against it, then (once the
-        relevance has fixed the allocation) only the memory tokens the segment keeps; features past
-        the allocation are zeros, never read. Rows group by question length so they need no padding.
-        The others run their whole prompt. Either way rows of different requests share forward
-        passes of up to ``COMPRESS_CHUNK_TOKENS`` tokens.
+        Segments of videos with a prefix KV cache run only [question | memory] against it, grouped by
+        question length so rows need no padding; the others run their whole prompt. Either way rows
+        of different requests share forward passes of up to ``COMPRESS_CHUNK_TOKENS`` tokens.
         """
         encs = [r.encoding if r.encoding.device == self.device else r.encoding.to(self.device) for r in requests]
         q_ids = [self.svlm_tokenizer(svlm_question_text(r.question), add_special_tokens=False).input_ids for r in requests]
@@ -469,34 +467,22 @@ class TempoPipeline:
         rels: list[list[torch.Tensor | None]] = [[None] * e.num_segments for e in encs]
         k = self.compressor.num_memory_tokens
 
+        def store(items: list[tuple[int, int]], out) -> None:
+            for j, (r, s) in enumerate(items):
+                feats[r][s], rels[r][s] = out.features[j], out.relevance[j]
+
         groups: dict[int, list[tuple[int, int]]] = {}  # question length -> cached rows
         full: list[tuple[int, int]] = []
         for r, enc in enumerate(encs):
             target = groups.setdefault(len(q_ids[r]), []) if enc.prefix_kv is not None else full
             target += [(r, s) for s in range(enc.num_segments)]
 
-        # Cached rows: the question pass first (relevance, then the allocation), then only as many
-        # memory tokens per segment as it keeps, with rows of similar allocation run together.
-        question_kv: dict[tuple[int, int], list[torch.Tensor]] = {}  # (request, segment) -> per-layer K and V
         for q_len, items in groups.items():
             # a row costs its new tokens plus a copy of its prefix KV (keys are [prefix | new] per layer)
-            for rows in _row_chunks([q_len + encs[r].prefix_kv.mask.shape[1] for r, _ in items]):
+            for rows in _row_chunks([q_len + k + encs[r].prefix_kv.mask.shape[1] for r, _ in items]):
                 chunk = items[rows]
                 prefix = PrefixKV.cat([encs[r].prefix_kv.rows(run) for r, run in _runs(chunk)])
-                relevance, qkv = self.compressor.question_pass(prefix, [q_ids[r] for r, _ in chunk])
-                for j, (r, s) in enumerate(chunk):
-                    rels[r][s] = relevance[j]
-                    question_kv[(r, s)] = [t[j] for t in qkv.keys + qkv.values]
-        n_memory: dict[tuple[int, int], int] = {}
-        for r in {r for items in groups.values() for r, _ in items}:
-            req = requests[r]
-            alloc = allocate_tokens(torch.stack(rels[r]).cpu().numpy(), req.visual_token_budget, k)
-            for s, n in enumerate(alloc.tolist()):
-                n_memory[(r, s)] = k if req.debug else n  # debug keeps every feature for inspection
-        for items in groups.values():  # rows of one question length, most memory tokens first
-            ranked = sorted(items, key=lambda rs: -n_memory[rs])
-            for rows in _row_chunks([n_memory[rs] + len(q_ids[rs[0]]) + encs[rs[0]].prefix_kv.mask.shape[1] for rs in ranked]):
-                self._memory_chunk(ranked[rows], encs, q_ids, question_kv, n_memory, feats)
+                store(chunk, self.compressor.forward_cached(prefix, [q_ids[r] for r, _ in chunk]))
 
         for rows in _row_chunks([len(encs[r].prefix_ids[s]) + len(q_ids[r]) + k for r, s in full]):
             chunk = full[rows]
@@ -513,30 +499,8 @@ class TempoPipeline:
                 torch.stack([encs[r].grid_thw[s] for r, s in chunk]),
                 pad_id=self.svlm_tokens.pad, video_pad_id=self.svlm_tokens.video_pad,
             )
-            for j, (r, s) in enumerate(chunk):
-                feats[r][s], rels[r][s] = out.features[j], out.relevance[j]
+            store(chunk, out)
         return [(torch.stack(f), torch.stack(r)) for f, r in zip(feats, rels, strict=True)]
-
-    def _memory_chunk(self, chunk: list[tuple[int, int]], encs: list[VideoEncoding], q_ids: list[list[int]],
-                      question_kv: dict, n_memory: dict, feats: list[list]) -> None:
-        """The memory pass for rows (request, segment) that share a question length."""
-        k = self.compressor.num_memory_tokens
-        by_request: dict[int, list[int]] = {}
-        for r, s in chunk:
-            by_request.setdefault(r, []).append(s)
-        order = [(r, s) for r, segs in by_request.items() for s in segs]
-        prefix = PrefixKV.cat([encs[r].prefix_kv.take(segs) for r, segs in by_request.items()])
-        n_layers = len(prefix.keys)
-        stacked = [torch.stack([question_kv[rs][i] for rs in order]) for i in range(2 * n_layers)]
-        q_len = len(q_ids[order[0][0]])
-        question = PrefixKV(stacked[:n_layers], stacked[n_layers:],
-                            torch.ones(len(order), q_len, dtype=prefix.mask.dtype, device=self.device),
-                            prefix.next_pos + q_len)
-        hidden = self.compressor.memory_pass(prefix, question, max(n_memory[rs] for rs in order))
-        for j, (r, s) in enumerate(order):
-            feat = hidden.new_zeros(k, hidden.shape[-1])
-            feat[: n_memory[(r, s)]] = hidden[j, : n_memory[(r, s)]]  # features past the allocation are never read
-            feats[r][s] = feat
 
     def _llm_inputs(self, req: AskRequest, features: torch.Tensor, alloc: np.ndarray) -> torch.Tensor:
         """[L, D_l] input embeddings: prompt head, per segment (timestamp, kept tokens), prompt tail."""

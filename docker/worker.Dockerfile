@@ -28,8 +28,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     TEMPO_MODEL_PATH=/models/Tempo-6B \
     TEMPO_SVLM_PATH=/models/Qwen3-VL-2B-Instruct
 
+# gcc + python3-dev: torch.compile (TEMPO_COMPILE_KERNELS) builds Triton's kernel launchers with them.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 

@@ -14,11 +14,14 @@ which makes it the ordinary 1-D rotary embedding, so the same ``rope`` serves bo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -53,6 +56,24 @@ def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor, scale: float, d
     return (scores.float() * scale).masked_fill(~allowed, float("-inf")).softmax(-1).to(dtype)
 
 
+class _CompiledOrEager:
+    """``torch.compile(fn)``, falling back to ``fn`` for good if compiling fails (e.g. no C compiler
+    for Triton's launcher in a slim image): slower, never broken."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        self.compiled: Callable | None = torch.compile(fn, dynamic=True, fullgraph=True)
+
+    def __call__(self, *args):  # noqa: ANN002, ANN204
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: run eagerly instead
+                log.warning("torch.compile failed, running eagerly", extra={"kernel": self.fn.__name__, "error": str(exc)[:200]})
+                self.compiled = None
+        return self.fn(*args)
+
+
 class _Kernels:
     """The elementwise pieces of a layer; on CUDA each is compiled into one fused kernel.
 
@@ -62,7 +83,7 @@ class _Kernels:
     """
 
     def __init__(self, compile_kernels: bool) -> None:
-        wrap = (lambda f: torch.compile(f, dynamic=True, fullgraph=True)) if compile_kernels else (lambda f: f)
+        wrap = _CompiledOrEager if compile_kernels else (lambda f: f)
         self.norm = wrap(rms_norm)
         self.add_norm = wrap(_add_rms_norm)
         self.qk_norm_rope = wrap(_qk_norm_rope)

@@ -67,3 +67,18 @@ def test_prompt_longer_than_the_cache_is_refused(llm):
     dec = FastDecoder(llm, slots=1, max_seq=16)
     with pytest.raises(ValueError, match="max_seq"):
         dec.prefill(0, torch.zeros(17, llm.config.hidden_size))
+
+
+def test_a_kernel_that_fails_to_compile_falls_back_to_eager(monkeypatch):
+    from models import qwen3_stack
+
+    def broken_compile(fn, **_):
+        def run(*args):
+            raise RuntimeError("no C compiler for Triton")
+        return run
+
+    monkeypatch.setattr(qwen3_stack.torch, "compile", broken_compile)
+    kernel = qwen3_stack._CompiledOrEager(qwen3_stack.rms_norm)
+    x, w = torch.randn(2, 3, 8), torch.rand(8)
+    torch.testing.assert_close(kernel(x, w, 1e-6), qwen3_stack.rms_norm(x, w, 1e-6))
+    assert kernel.compiled is None  # gave up compiling for good

@@ -1,15 +1,16 @@
 """Fast batched decoding for the answering LLM (Qwen3): a preallocated KV cache and CUDA graphs.
 
-The module shares its weights with the loaded ``Qwen3ForCausalLM`` (no copy) and computes the same
-function: per layer ``h = x + o(attn(rope(qk_norm(q, k)), v))``, ``x' = h + mlp(norm(h))``, GQA,
-SDPA. What differs is the bookkeeping:
+The layers run on ``FusedQwen3Stack`` (qwen3_stack.py), which shares its weights with the loaded
+``Qwen3ForCausalLM`` (no copy) and computes the same function. What this module adds is the
+bookkeeping:
 
 * ``KVCache``: one preallocated tensor per layer, ``[slots, kv_heads, max_seq, head_dim]``. A
   sequence owns a slot; prefill writes positions ``0..L-1``, each decode step writes at ``pos``.
 * ``prefill(slot, embeds)``: one sequence's prompt (plain positions 0..L-1, reference step 10).
 * ``decode(tokens, positions)``: one step for the sequences in slots ``0..B-1`` (the caller keeps
   active sequences packed at the front). Attention reads only the first ``kv_len`` cache positions,
-  where ``kv_len`` is a bucket (power of two) over the longest active sequence; on CUDA each
+  where ``kv_len`` is a bucket (256 positions up to 4096, then 1024) over the longest active
+  sequence; each step attends with two batched GEMMs per layer (no cache copy); on CUDA each
   (batch bucket, kv bucket) pair is captured once as a CUDA graph and replayed, which removes the
   per-kernel launch cost that dominates eager decoding at small batch.
 """

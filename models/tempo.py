@@ -283,6 +283,17 @@ class TempoPipeline:
         return cls(config, compressor, projector, llm, svlm_tok, llm_tok, dev, revision, decode_slots, decode_max_seq,
                    compile_kernels)
 
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        """Run one small question end to end so start-up, not the first user, pays for compiling
+        kernels, capturing the first decode graphs and cuDNN/cuBLAS plan selection. Returns seconds."""
+        t0 = time.perf_counter()
+        frames = np.full((16, 288, 512, 3), 127, dtype=np.uint8)
+        enc = self.encode(frames, 2.0)
+        for question in ("Is anything happening?", "What happens in the video, and when?"):
+            self.answer(enc, question, max_new_tokens=4)
+        return time.perf_counter() - t0
+
     @property
     def is_tiny_test_model(self) -> bool:
         from models.config import TINY_CHECKPOINT

@@ -66,6 +66,8 @@ class Engine:
                                              decode_max_seq=settings.decode_max_seq
                                              or settings.max_length + settings.max_new_tokens_limit,
                                              compile_kernels=None if settings.compile_kernels else False)
+        if pipe.device.type == "cuda":  # compile + first graphs now, before the worker says it is ready
+            log.info("warming up", extra={"seconds": round(pipe.warm_up(), 2)})
         gpu = str(pipe.device) if pipe.device.type == "cuda" else None
         cache = SegmentCache(Path(settings.storage_dir) / "cache", gpu_device=gpu, gpu_bytes=settings.cache_gpu_bytes,
                              host_bytes=settings.cache_host_bytes, disk_bytes=settings.cache_disk_bytes)

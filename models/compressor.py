@@ -33,9 +33,11 @@ from models.qwen3_stack import FusedQwen3Stack
 TEMPO_SVLM_PREFIX = "model.vision_tower_aux_list.0.vlm.model."
 TEMPO_MEMORY_KEY = "model.vision_tower_aux_list.0.compression_tokens"
 VIDEO_TOKEN_TYPE = 2  # mm_token_type_ids: 0 text, 1 image, 2 video
-# Kernels for the question pass's masked attention. cuDNN is left out: it builds an execution plan
-# for every new shape, and every question length is a new shape (measured: +0.6 s on a follow-up).
-CACHED_PASS_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# Kernels allowed for the question pass's masked attention (all, as benchmarked). Open question:
+# cuDNN builds a plan per new shape and every question length is one; on the tiny model a follow-up
+# with a new length spent 0.7 s compressing. scripts/bench_question_lengths.py measures it.
+CACHED_PASS_BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH]
 
 
 @dataclass

@@ -18,8 +18,9 @@ from torch.nn.attention import SDPBackend
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import models.compressor as compressor  # noqa: E402
 from bench import full_size_pipeline, synthetic_frames  # noqa: E402
+
+import models.compressor as compressor  # noqa: E402
 
 WORDS = "when does the person in the red coat open the door and what is on the table next to the window".split()
 

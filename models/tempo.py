@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # Tokens per compressor forward pass: bounds activation memory on long videos; rows are independent.
 COMPRESS_CHUNK_TOKENS = 32768
+# How often a running batch asks for more requests to join it (answer_many's ``more``).
+JOIN_POLL_S = 0.05
 # The reference's reserve for text tokens when it truncates the visual sequence (step 10).
 TRUNCATION_RESERVE = 16
 
@@ -372,65 +374,103 @@ class TempoPipeline:
         return self.answer(self.encode(frames, fps), query, **options)
 
     @torch.inference_mode()
-    def answer_many(self, requests: list[AskRequest]) -> list[AskResult | InputError]:
+    def answer_many(
+        self,
+        requests: list[AskRequest],
+        more: Callable[[int], list[AskRequest]] | None = None,
+        on_done: Callable[[AskRequest, AskResult | InputError], None] | None = None,
+    ) -> list[AskResult | InputError]:
         """Answer several questions together: packed compressor passes, then continuous batched decoding.
 
         Requests are compressed in waves of about ``COMPRESS_CHUNK_TOKENS`` new SVLM tokens; a wave's
         sequences start decoding (and streaming) while the next wave is compressed, between decode
         steps, so the first answers do not wait for every question's compression.
-        A request with bad input gets its ``InputError`` in its place; the others are answered.
+        ``more(n)``, when given, is asked between decode steps (at most every ``JOIN_POLL_S``) for up
+        to ``n`` further requests while decode slots are free: they join the running batch.
+        ``on_done(request, result)`` is called as each request finishes. Returns every request's
+        result (joined ones after the initial ones); a bad request gets its ``InputError``.
         """
-        results: list[AskResult | InputError | None] = [None] * len(requests)
-        valid = []
-        for i, req in enumerate(requests):
-            try:
-                self._validate(req)
-                valid.append(i)
-            except InputError as exc:
-                results[i] = exc
-        k = self.compressor.num_memory_tokens
-        waves = [[valid[j] for j in range(c.start, c.stop)]
-                 for c in _row_chunks([requests[i].encoding.num_segments * (k + 32) for i in valid])]
-
+        initial, requests = list(requests), []  # requests grows as more() adds to the batch
+        results: list[AskResult | InputError | None] = []
+        waves: list[list[int]] = []
         prepared: dict[int, tuple] = {}  # request index -> (embeds, allocations, relevance, features, timings)
         pending: list[int] = []
         gen = BatchGenerator(self.decoder)
         running: dict[int, tuple[Sequence, _StreamingText]] = {}
-        while waves or pending or gen.active:
+        by_sequence: dict[int, int] = {}  # id(sequence) -> request index
+
+        def finish(i: int, result: AskResult | InputError) -> None:
+            results[i] = result
+            if on_done is not None:
+                on_done(requests[i], result)
+
+        def accept(new: list[AskRequest]) -> None:
+            start = len(requests)
+            requests.extend(new)
+            results.extend([None] * len(new))
+            valid = []
+            for i in range(start, len(requests)):
+                try:
+                    self._validate(requests[i])
+                    valid.append(i)
+                except InputError as exc:
+                    finish(i, exc)
+            k = self.compressor.num_memory_tokens
+            waves.extend([valid[j] for j in range(c.start, c.stop)]
+                         for c in _row_chunks([requests[i].encoding.num_segments * (k + 32) for i in valid]))
+
+        accept(initial)
+        last_poll = time.monotonic()
+        while True:
+            if more is not None and not waves and not pending and gen.free_slots > 0 \
+                    and (not gen.active or time.monotonic() - last_poll >= JOIN_POLL_S):
+                last_poll = time.monotonic()
+                accept(more(gen.free_slots))
+            if not (waves or pending or gen.active):
+                break
             if waves and not pending and gen.free_slots > 0:
-                self._prepare_wave([requests[i] for i in waves[0]], waves[0], prepared, results)
-                pending += [i for i in waves.pop(0) if i in prepared]
+                wave = waves.pop(0)
+                self._prepare_wave([requests[i] for i in wave], wave, prepared, results)
+                for i in wave:
+                    if i in prepared:
+                        pending.append(i)
+                    else:  # its LLM inputs were refused
+                        finish(i, results[i])
             while pending and gen.free_slots > 0:  # admit as many as fit, between decode steps
                 i = pending.pop(0)
                 req = requests[i]
                 detok = _StreamingText(self.llm_tokenizer, req.stop or [], req.on_token)
                 params = SamplingParams(req.max_new_tokens, req.temperature, req.top_p, req.seed, self.stop_token_ids)
-                running[i] = (gen.add(prepared[i][0], params, on_token=detok.push, keep_logits=req.debug), detok)
-            gen.step()
-
-        for i, (embeds, alloc, relevance, features, timings) in prepared.items():
-            req = requests[i]
-            seq, detok = running[i]
-            text = detok.final_text(seq.token_ids)
-            rel = relevance.cpu().numpy().astype(np.float32)
-            segments = [
-                SegmentGrounding(j, round(a, 3), round(b, 3), float(rel[j]), int(alloc[j]))
-                for j, (a, b) in enumerate(req.encoding.segment_times())
-            ]
-            results[i] = AskResult(
-                text=text,
-                token_ids=seq.token_ids,
-                finish_reason="stop" if detok.stopped else (seq.finish_reason or "length"),
-                prompt_tokens=int(embeds.shape[0]),
-                segments=segments,
-                timings={**timings, "prefill_s": seq.prefill_s, "decode_s": seq.decode_s},
-                relevance=rel,
-                allocations=alloc,
-                compression_features=features.float().cpu().numpy() if req.debug else None,
-                llm_inputs_embeds=embeds.float().cpu().numpy() if req.debug else None,
-                step_logits=torch.stack(seq.step_logits).numpy() if req.debug and seq.step_logits else None,
-            )
+                seq = gen.add(prepared[i][0], params, on_token=detok.push, keep_logits=req.debug)
+                running[i], by_sequence[id(seq)] = (seq, detok), i
+                if seq.done:  # finished at its first token
+                    finish(i, self._result(requests[i], prepared.pop(i), seq, detok))
+            for seq in gen.step():
+                i = by_sequence.pop(id(seq))
+                finish(i, self._result(requests[i], prepared.pop(i), seq, running[i][1]))
         return results  # type: ignore[return-value]
+
+    def _result(self, req: AskRequest, prep: tuple, seq: Sequence, detok: _StreamingText) -> AskResult:
+        embeds, alloc, relevance, features, timings = prep
+        text = detok.final_text(seq.token_ids)
+        rel = relevance.cpu().numpy().astype(np.float32)
+        segments = [
+            SegmentGrounding(j, round(a, 3), round(b, 3), float(rel[j]), int(alloc[j]))
+            for j, (a, b) in enumerate(req.encoding.segment_times())
+        ]
+        return AskResult(
+            text=text,
+            token_ids=seq.token_ids,
+            finish_reason="stop" if detok.stopped else (seq.finish_reason or "length"),
+            prompt_tokens=int(embeds.shape[0]),
+            segments=segments,
+            timings={**timings, "prefill_s": seq.prefill_s, "decode_s": seq.decode_s},
+            relevance=rel,
+            allocations=alloc,
+            compression_features=features.float().cpu().numpy() if req.debug else None,
+            llm_inputs_embeds=embeds.float().cpu().numpy() if req.debug else None,
+            step_logits=torch.stack(seq.step_logits).numpy() if req.debug and seq.step_logits else None,
+        )
 
     def _prepare_wave(self, reqs: list[AskRequest], indices: list[int], prepared: dict[int, tuple],
                       results: list) -> None:

@@ -159,3 +159,27 @@ def test_prompt_and_answer_must_fit_the_decode_slot(tiny_pipeline, encoding):
         tiny_pipeline.answer(encoding, "Why?", max_new_tokens=slot)
     ok = tiny_pipeline.answer(encoding, "Why?", max_new_tokens=4)  # no max_length: the checkpoint's, clamped to the slot
     assert ok.prompt_tokens + ok.completion_tokens <= slot
+
+
+def test_requests_join_a_running_batch_and_each_is_reported_when_done(tiny_pipeline, encoding, monkeypatch):
+    from models import tempo
+    from models.tempo import AskRequest
+
+    monkeypatch.setattr(tempo, "JOIN_POLL_S", 0.0)  # ask for more at every step: deterministic on any CPU
+
+    first = [AskRequest(encoding, "What color?", max_new_tokens=12)]
+    late = [AskRequest(encoding, "Where is it?", max_new_tokens=3), AskRequest(encoding, " ", max_new_tokens=3)]
+    asked: list[int] = []
+    done: list[tuple[str, object]] = []
+
+    def more(free: int) -> list:
+        asked.append(free)
+        return [late.pop(0)] if late else []
+
+    results = tiny_pipeline.answer_many(first, more=more, on_done=lambda req, res: done.append((req.question, res)))
+    assert len(results) == 3 and asked and all(n >= 1 for n in asked)
+    assert isinstance(results[2], InputError)  # a bad late request is refused, the others answered
+    assert [q for q, _ in done][0] == " "  # refused at once, before anyone finished decoding
+    assert {q for q, _ in done} == {"What color?", "Where is it?", " "}
+    alone = tiny_pipeline.answer(encoding, "Where is it?", max_new_tokens=3)
+    assert results[1].token_ids == alone.token_ids

@@ -140,48 +140,72 @@ class Engine:
             self.cache.put_gpu(key, enc)
         return enc, tier
 
-    def ask_batch(self, jobs: list[AskJob]) -> dict[str, dict[str, Any]]:
+    def ask_batch(
+        self,
+        jobs: list[AskJob],
+        fetch_more: Callable[[int], list[AskJob]] | None = None,
+        on_result: Callable[[AskJob, dict[str, Any]], None] | None = None,
+    ) -> dict[str, dict[str, Any]]:
         """Answer several questions in one batched pass; returns job id -> result to store.
 
-        A job with bad input gets its error result; the others are answered. Tokens stream to each
-        job's Redis stream as they are generated.
+        ``fetch_more(n)`` is asked for up to ``n`` further jobs while decode slots are free: they join
+        the running batch. ``on_result(job, result)`` is called as each job finishes, so its result
+        can be stored (and the job acked) without waiting for the rest. A job with bad input gets its
+        error result; the others are answered. Tokens stream to each job's Redis stream.
         """
         from models.tempo import AskRequest
 
-        started = time.time()
         s = self.settings
         results: dict[str, dict[str, Any]] = {}
-        requests, live, first_token = [], [], {}
-        for job in jobs:
-            try:
-                n_question = self.pipe.count_tokens(job.question)
-                if n_question > s.max_question_tokens:
-                    raise JobFailed(400, "question_too_long",
-                                    f"the question is {n_question} tokens, over the limit of {s.max_question_tokens}")
-                enc, tier = self._encoding_for(job)
-            except redis.RedisError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reported to this job's client only
-                results[job.job_id] = failure(exc)
-                continue
-            already = token_events_emitted(self.redis, job.job_id)  # > 0 when an earlier attempt died mid-stream
-            append_event(self.redis, job.job_id, "start", {"worker_id": self.worker_id, "resumed_after": already})
-            requests.append(AskRequest(
-                enc, job.question, visual_token_budget=job.visual_token_budget, max_length=job.max_length,
-                max_new_tokens=job.max_new_tokens, temperature=job.temperature, top_p=job.top_p, seed=job.seed,
-                stop=job.stop, history=job.history, on_token=self._token_sink(job, already, first_token),
-            ))
-            live.append((job, tier))
-        answers = self.pipe.answer_many(requests) if requests else []
-        for (job, tier), res in zip(live, answers, strict=True):
+        live: dict[int, tuple[AskJob, str, float]] = {}  # id(request) -> (job, cache tier, start time)
+        first_token: dict[str, float] = {}
+
+        def report(job: AskJob, result: dict[str, Any]) -> None:
+            results[job.job_id] = result
+            if on_result is not None:
+                on_result(job, result)
+
+        def prepare(batch: list[AskJob]) -> list[AskRequest]:
+            requests = []
+            for job in batch:
+                started = time.time()
+                try:
+                    n_question = self.pipe.count_tokens(job.question)
+                    if n_question > s.max_question_tokens:
+                        raise JobFailed(400, "question_too_long",
+                                        f"the question is {n_question} tokens, over the limit of {s.max_question_tokens}")
+                    enc, tier = self._encoding_for(job)
+                except redis.RedisError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - reported to this job's client only
+                    report(job, failure(exc))
+                    continue
+                already = token_events_emitted(self.redis, job.job_id)  # > 0 when an earlier attempt died mid-stream
+                append_event(self.redis, job.job_id, "start", {"worker_id": self.worker_id, "resumed_after": already})
+                req = AskRequest(
+                    enc, job.question, visual_token_budget=job.visual_token_budget, max_length=job.max_length,
+                    max_new_tokens=job.max_new_tokens, temperature=job.temperature, top_p=job.top_p, seed=job.seed,
+                    stop=job.stop, history=job.history, on_token=self._token_sink(job, already, first_token),
+                )
+                live[id(req)] = (job, tier, started)
+                requests.append(req)
+            return requests
+
+        def done(req: AskRequest, res: Any) -> None:
+            job, tier, started = live.pop(id(req))
             if isinstance(res, Exception):
-                results[job.job_id] = failure(res)
-                continue
+                report(job, failure(res))
+                return
             first = first_token.get(job.job_id)
             if first is not None:
                 metrics.TTFT.observe(first - max(started, job.enqueued_at))
             metrics.TOKENS.inc(res.completion_tokens)
-            results[job.job_id] = self._result(job, res, tier, started, first)
+            report(job, self._result(job, res, tier, started, first))
+
+        requests = prepare(jobs)
+        more = (lambda n: prepare(fetch_more(n))) if fetch_more is not None else None
+        if requests or more is not None:
+            self.pipe.answer_many(requests, more=more, on_done=done)
         return results
 
     def _token_sink(self, job: AskJob, already: int, first_token: dict[str, float]) -> Callable[[int, str], None]:

@@ -145,31 +145,49 @@ class Worker:
         self._done(d, outcome, time.perf_counter() - t0)
 
     def _run_asks(self, deliveries: list[Delivery]) -> None:
-        """All asks of the batch in one batched model pass; each result is stored, then its job acked."""
+        """The asks of the batch in one batched model pass, which new asks join while it has free
+        decode slots (continuous batching across pulls). Each result is stored, then its job acked,
+        as soon as that job finishes."""
         t0 = time.perf_counter()
         assert self.engine is not None
-        results: dict[str, dict] = {}
-        runnable = []
-        for d in deliveries:
-            job = d.job
-            assert isinstance(job, AskJob)
-            if not self.records.exists(job.video_id):
-                results[job.job_id] = error_result(404, "video_not_found", f"video {job.video_id} was deleted")
-            else:
-                runnable.append(job)
+        waiting: dict[str, Delivery] = {}
+
+        def admit(batch: list[Delivery]) -> list[AskJob]:
+            jobs = []
+            for d in batch:
+                if d.job is None:  # undecodable (to the dead letters) or deleted entry (just acked)
+                    if d.fields:
+                        self.consumer.dead_letter(d, d.error or "undecodable")
+                    else:
+                        self.consumer.ack(d)
+                    continue
+                assert isinstance(d.job, AskJob)
+                waiting[d.job.job_id] = d
+                if not self.records.exists(d.job.video_id):
+                    store(d.job, error_result(404, "video_not_found", f"video {d.job.video_id} was deleted"))
+                else:
+                    jobs.append(d.job)
+            return jobs
+
+        def store(job: AskJob, result: dict) -> None:
+            d = waiting.pop(job.job_id)
+            write_result(self.r, job.job_id, result)
+            self._done(d, "ok" if result.get("ok") else "error", time.perf_counter() - t0)
+
+        def fetch_more(n: int) -> list[AskJob]:
+            if self.stop.is_set():
+                return []  # SIGTERM: finish what is running, take nothing new
+            return admit(self.consumer.read_new({keys.ASK_STREAM: n}))
+
+        runnable = admit(deliveries)
         try:
-            results.update(self.engine.ask_batch(runnable))
+            self.engine.ask_batch(runnable, fetch_more=fetch_more, on_result=store)
         except redis.RedisError:
-            raise  # results are not durable: leave the jobs pending for a retry
+            raise  # results not stored yet are not durable: their jobs stay pending for a retry
         except Exception:  # noqa: BLE001 - a batch must never kill the worker
-            log.exception("ask batch crashed", extra={"jobs": [j.job_id for j in runnable]})
-            for job in runnable:
-                results.setdefault(job.job_id, error_result(500, "worker_error", "the worker failed on this job"))
-        elapsed = time.perf_counter() - t0
-        for d in deliveries:
-            result = results[d.job.job_id]
-            write_result(self.r, d.job.job_id, result)
-            self._done(d, "ok" if result.get("ok") else "error", elapsed)
+            log.exception("ask batch crashed", extra={"jobs": list(waiting)})
+        for d in list(waiting.values()):  # anything the batch did not report
+            store(d.job, error_result(500, "worker_error", "the worker failed on this job"))
 
     def _done(self, d: Delivery, outcome: str, seconds: float) -> None:
         self.consumer.ack(d)

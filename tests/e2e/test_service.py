@@ -253,3 +253,38 @@ def test_worker_sigkilled_mid_job_job_completes_elsewhere(stack, ready_video, re
     assert resp.json()["usage"]["completion_tokens"] >= 5
     survivor = next(w for w in stack.workers if w.name != victim)
     assert worker_metric(survivor, "tempo_jobs_reclaimed_total") >= 1
+
+
+def test_an_ask_joins_the_batch_a_busy_worker_is_decoding(redis_server, tmp_path, video_file):
+    """One worker, decoding a long answer: a short question sent meanwhile is answered first."""
+    import threading
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    s = Stack(redis_server.url, tmp_path / "storage", tmp_path, env={"TEMPO_LOG_LEVEL": "INFO"})
+    try:
+        s.gw = s.gateway()
+        w = s.worker("solo")
+        wait_http(w, f"http://127.0.0.1:{w.port}/readyz", timeout=120)
+        url = f"http://127.0.0.1:{s.gw.port}"
+        wait_http(s.gw, url + "/readyz")
+        vid = upload(url, video_file).json()["id"]
+        assert wait_ready(url, vid)["status"] == "ready"
+        finished: dict[str, float] = {}
+        answers: dict[str, dict] = {}
+
+        def ask(name: str, question: str, max_tokens: int) -> None:
+            r = httpx.post(url + "/v1/ask", json={"video_id": vid, "question": question, "max_tokens": max_tokens},
+                           timeout=120)
+            finished[name] = time.monotonic()
+            answers[name] = r.json()
+
+        long = threading.Thread(target=ask, args=("long", "Describe everything that happens.", 3000))
+        long.start()
+        time.sleep(0.8)  # the long answer is decoding by now
+        ask("short", QUESTION, 3)
+        long.join()
+        assert answers["long"]["usage"]["completion_tokens"] == 3000
+        assert answers["short"]["usage"]["completion_tokens"] == 3
+        assert finished["short"] < finished["long"], "the short ask waited for the long one instead of joining"
+    finally:
+        s.stop_all()

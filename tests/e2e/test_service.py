@@ -255,36 +255,86 @@ def test_worker_sigkilled_mid_job_job_completes_elsewhere(stack, ready_video, re
     assert worker_metric(survivor, "tempo_jobs_reclaimed_total") >= 1
 
 
-def test_an_ask_joins_the_batch_a_busy_worker_is_decoding(redis_server, tmp_path, video_file):
-    """One worker, decoding a long answer: a short question sent meanwhile is answered first."""
-    import threading
-
-    redis.Redis.from_url(redis_server.url).flushall()
-    s = Stack(redis_server.url, tmp_path / "storage", tmp_path, env={"TEMPO_LOG_LEVEL": "INFO"})
+@pytest.fixture(scope="module")
+def solo(redis_server, tmp_path_factory):
+    """A second stack with ONE worker, on its own Redis database (the main stack's workers never see
+    its jobs), with URL ingest on. Its last test stops the worker with SIGTERM."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(url).flushdb()
+    root = tmp_path_factory.mktemp("solo")
+    s = Stack(url, root / "storage", root, env={"TEMPO_LOG_LEVEL": "INFO", "TEMPO_ALLOW_URL_INGEST": "true"})
     try:
         s.gw = s.gateway()
-        w = s.worker("solo")
-        wait_http(w, f"http://127.0.0.1:{w.port}/readyz", timeout=120)
-        url = f"http://127.0.0.1:{s.gw.port}"
-        wait_http(s.gw, url + "/readyz")
-        vid = upload(url, video_file).json()["id"]
-        assert wait_ready(url, vid)["status"] == "ready"
-        finished: dict[str, float] = {}
-        answers: dict[str, dict] = {}
-
-        def ask(name: str, question: str, max_tokens: int) -> None:
-            r = httpx.post(url + "/v1/ask", json={"video_id": vid, "question": question, "max_tokens": max_tokens},
-                           timeout=120)
-            finished[name] = time.monotonic()
-            answers[name] = r.json()
-
-        long = threading.Thread(target=ask, args=("long", "Describe everything that happens.", 3000))
-        long.start()
-        time.sleep(0.8)  # the long answer is decoding by now
-        ask("short", QUESTION, 3)
-        long.join()
-        assert answers["long"]["usage"]["completion_tokens"] == 3000
-        assert answers["short"]["usage"]["completion_tokens"] == 3
-        assert finished["short"] < finished["long"], "the short ask waited for the long one instead of joining"
+        s.workers = [s.worker("solo")]
+        wait_http(s.workers[0], f"http://127.0.0.1:{s.workers[0].port}/readyz", timeout=120)
+        s.url = f"http://127.0.0.1:{s.gw.port}"
+        wait_http(s.gw, s.url + "/readyz")
+        yield s
     finally:
         s.stop_all()
+
+
+@pytest.fixture(scope="module")
+def solo_video(solo, video_file) -> str:
+    vid = upload(solo.url, video_file).json()["id"]
+    assert wait_ready(solo.url, vid)["status"] == "ready"
+    return vid
+
+
+def _ask_in_thread(url: str, vid: str, question: str, max_tokens: int, out: dict, name: str):
+    import threading
+
+    def run() -> None:
+        r = httpx.post(url + "/v1/ask", json={"video_id": vid, "question": question, "max_tokens": max_tokens},
+                       timeout=120)
+        out[name] = (time.monotonic(), r.status_code, r.json())
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_an_ask_joins_the_batch_a_busy_worker_is_decoding(solo, solo_video):
+    """One worker, decoding a long answer: a short question sent meanwhile is answered first."""
+    out: dict = {}
+    long = _ask_in_thread(solo.url, solo_video, "Describe everything that happens.", 3000, out, "long")
+    time.sleep(0.8)  # the long answer is decoding by now
+    _ask_in_thread(solo.url, solo_video, QUESTION, 3, out, "short").join()
+    long.join()
+    (t_long, code_long, long_body), (t_short, code_short, short_body) = out["long"], out["short"]
+    assert code_long == code_short == 200
+    assert long_body["usage"]["completion_tokens"] == 3000 and short_body["usage"]["completion_tokens"] == 3
+    assert t_short < t_long, "the short ask waited for the long one instead of joining"
+
+
+def test_url_ingest_fetches_over_http_and_refuses_bad_urls(solo, video_file):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(video_file.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        r = httpx.post(solo.url + "/v1/videos", json={"url": f"{base}/{video_file.name}"}, timeout=60)
+        assert r.status_code == 202, r.text
+        assert wait_ready(solo.url, r.json()["id"])["status"] == "ready"
+        missing = httpx.post(solo.url + "/v1/videos", json={"url": f"{base}/nope.mp4"}, timeout=60)
+        assert missing.status_code == 422 and missing.json()["error"]["code"] == "url_fetch_failed"
+        ftp = httpx.post(solo.url + "/v1/videos", json={"url": "ftp://example.invalid/v.mp4"}, timeout=10)
+        assert ftp.status_code == 400 and ftp.json()["error"]["code"] == "bad_url"
+    finally:
+        server.shutdown()
+
+
+def test_sigterm_lets_the_worker_finish_the_ask_in_flight(solo, solo_video):
+    """Runs last on the solo stack: SIGTERM stops the worker taking jobs, not the answer it is making."""
+    out: dict = {}
+    ask = _ask_in_thread(solo.url, solo_video, "Describe everything that happens.", 2000, out, "ask")
+    time.sleep(0.8)
+    worker = solo.workers[0]
+    assert worker.stop(signal.SIGTERM, timeout=60) == 0
+    ask.join()
+    _, code, body = out["ask"]
+    assert code == 200 and body["usage"]["completion_tokens"] == 2000

@@ -334,6 +334,13 @@ class TempoPipeline:
         enc.timings = laps.times
         return enc
 
+    def prefix_kv_nbytes(self, enc: VideoEncoding) -> int:
+        """What ``attach_prefix_kv`` would add to the encoding, without computing it."""
+        stack = self.compressor.stack
+        width = max(len(p) for p in enc.prefix_ids)
+        element = torch.empty(0, dtype=stack.dtype).element_size()
+        return 2 * len(stack.layers) * enc.num_segments * stack.n_kv * width * stack.head_dim * element
+
     @torch.inference_mode()
     def attach_prefix_kv(self, enc: VideoEncoding) -> None:
         """Compute the SVLM prefix KV cache of an encoding (on this pipeline's device), in row chunks."""

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9100
 
     # --- segment cache ------------------------------------------------------------------------
-    cache_gpu_bytes: int = 8 * 1024**3
+    # GPU tier: an hour of video is ~1 GiB of vision features + ~8.4 GiB of SVLM prefix KV (full size)
+    cache_gpu_bytes: int = 24 * 1024**3
     cache_host_bytes: int = 16 * 1024**3
     cache_disk_bytes: int = 200 * 1024**3
 

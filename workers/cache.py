@@ -55,7 +55,10 @@ class _MemoryTier:
         return enc
 
     def put(self, key: CacheKey, enc: Any) -> None:
-        if enc.nbytes > self.capacity and getattr(enc, "prefix_kv", None) is not None:
+        # The tier keeps its own record (sharing the tensors): shrinking it later never takes the
+        # prefix KV away from a caller still answering with ``enc``.
+        enc = enc.to(enc.device)
+        if enc.nbytes > self.capacity and enc.prefix_kv is not None:
             enc.prefix_kv = None  # too big with its SVLM KV cache: keep the vision features only
         if enc.nbytes > self.capacity:
             return
@@ -70,7 +73,7 @@ class _MemoryTier:
         """Make room: first drop the prefix KV cache (large, recomputable in one SVLM pass) of the
         least recently used entry that has one, and only then evict whole entries, oldest first."""
         for old_key, old in self.entries.items():
-            if getattr(old, "prefix_kv", None) is not None:
+            if old.prefix_kv is not None:
                 before = old.nbytes
                 old.prefix_kv = None
                 self.bytes -= before - old.nbytes
@@ -150,6 +153,9 @@ class SegmentCache:
             if self.gpu is not None:
                 self.gpu.put(key, enc if str(enc.device) != "cpu" else enc.to(self.gpu_device))
         self._evict_disk()
+
+    def gpu_can_hold(self, nbytes: int) -> bool:
+        return self.gpu is not None and nbytes <= self.gpu.capacity
 
     def put_gpu(self, key: CacheKey, enc: Any) -> None:
         """Replace the GPU-tier copy (e.g. after attaching a recomputed prefix KV cache)."""

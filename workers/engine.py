@@ -125,7 +125,8 @@ class Engine:
         """The video's cached encoding (recomputed after an eviction) and the tier that served it.
 
         On a GPU the encoding also carries the SVLM prefix KV cache; an entry that lost it (host or
-        disk hit, or dropped to make room) gets it back in one SVLM pass over the prefixes.
+        disk hit, or dropped to make room) gets it back in one SVLM pass over the prefixes, when
+        the GPU tier can hold the result.
         """
         key = self.cache_key(job.video_id)
         hit = self.cache.get(key)
@@ -135,7 +136,9 @@ class Engine:
             self.cache.put(key, enc)
             return enc, "none"
         enc, tier = hit
-        if self.pipe.device.type == "cuda" and enc.prefix_kv is None:
+        if (self.pipe.device.type == "cuda" and enc.prefix_kv is None
+                and self.cache.gpu_can_hold(enc.nbytes + self.pipe.prefix_kv_nbytes(enc))):
+            # Worth it only if the GPU tier keeps it: recomputing costs about what it saves once.
             self.pipe.attach_prefix_kv(enc)
             self.cache.put_gpu(key, enc)
         return enc, tier

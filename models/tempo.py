@@ -27,7 +27,7 @@ from models.checkpoint import CheckpointReader, checkpoint_revision
 from models.compressor import Compressor, PrefixKV, VisionFeatures
 from models.config import TempoConfig
 from models.decoder import FastDecoder
-from models.errors import InputError
+from models.errors import InputError, TempoError
 from models.generation import BatchGenerator, SamplingParams, Sequence
 from models.llm import build_llm, load_llm_weights
 from models.preprocess import SEGMENT_FRAMES, preprocess_segments
@@ -61,6 +61,8 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TempoError(f"device {device!r} was asked for, but PyTorch sees no CUDA GPU here")
     if dev.type == "cuda" and dev.index is None:  # "cuda" and "cuda:0" must compare equal to tensors' devices
         dev = torch.device("cuda", torch.cuda.current_device())
     return dev

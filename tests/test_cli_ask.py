@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from scripts.sample_video import write_sample_video
 
 
@@ -34,11 +37,8 @@ def test_bad_file_prints_one_line_and_exits_2(tmp_path):
     assert "Traceback" not in out.stderr and out.stdout == ""
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: nothing to refuse")
 def test_asking_for_a_gpu_that_is_not_there_is_one_line_and_exit_2(tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        return  # the machine has a GPU: nothing to refuse
     video = write_sample_video(tmp_path / "clip.mp4", seconds=2, fps=10, width=64, height=48)
     out = tempo("ask", str(video), "What?", "--device", "cuda")
     assert out.returncode == 2 and "no CUDA GPU" in out.stderr and "Traceback" not in out.stderr

@@ -13,13 +13,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
-from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase, Qwen3VLConfig
 
 from models.allocation import allocate_tokens
@@ -27,10 +25,11 @@ from models.checkpoint import CheckpointReader, checkpoint_revision
 from models.compressor import Compressor, PrefixKV, VisionFeatures
 from models.config import TempoConfig
 from models.decoder import FastDecoder
+from models.detokenize import StreamingText
 from models.errors import InputError, TempoError
 from models.generation import BatchGenerator, SamplingParams, Sequence
 from models.llm import build_llm, load_llm_weights
-from models.preprocess import SEGMENT_FRAMES, preprocess_segments
+from models.preprocess import preprocess_segments
 from models.projector import Projector
 from models.prompts import (
     SVLMTokens,
@@ -39,8 +38,12 @@ from models.prompts import (
     svlm_prefix_text,
     svlm_question_text,
 )
+from models.records import AskRequest, AskResult, SegmentGrounding, VideoEncoding
 
 log = logging.getLogger(__name__)
+
+# The pipeline's API, records included (they live in records.py).
+__all__ = ["AskRequest", "AskResult", "SegmentGrounding", "TempoPipeline", "VideoEncoding"]
 
 # Tokens per compressor forward pass: bounds activation memory on long videos; rows are independent.
 COMPRESS_CHUNK_TOKENS = 32768
@@ -77,126 +80,6 @@ def pick_attention(device: torch.device) -> str:
         except ImportError:
             pass
     return "sdpa"
-
-
-@dataclass
-class SegmentGrounding:
-    index: int
-    start_s: float
-    end_s: float
-    relevance: float
-    tokens_kept: int
-
-
-@dataclass
-class VideoEncoding:
-    """The question-independent part of a video: what the segment cache stores."""
-
-    fps: float  # effective sampling rate (real_fps)
-    num_frames: int  # sampled frames
-    frame_counts: list[int]  # [S] frames per segment after even padding
-    grid_thw: torch.Tensor  # [S, 3]
-    vision: VisionFeatures
-    prefix_ids: list[list[int]]  # [S] SVLM prompt ids up to the end of each segment's video
-    model_revision: str
-    prefix_kv: PrefixKV | None = None  # the SVLM's KV cache of those prefixes (GPU tier only; large)
-    timings: dict[str, float] = field(default_factory=dict)  # how long encode() took, by phase (not saved)
-
-    @property
-    def num_segments(self) -> int:
-        return len(self.prefix_ids)
-
-    @property
-    def nbytes(self) -> int:
-        v = self.vision
-        vision = v.embeds.numel() * v.embeds.element_size() + v.deepstack.numel() * v.deepstack.element_size()
-        return vision + (self.prefix_kv.nbytes if self.prefix_kv is not None else 0)
-
-    @property
-    def device(self) -> torch.device:
-        return self.vision.embeds.device
-
-    def segment_times(self) -> list[tuple[float, float]]:
-        return [
-            (i * SEGMENT_FRAMES / self.fps, min((i + 1) * SEGMENT_FRAMES, self.num_frames) / self.fps)
-            for i in range(self.num_segments)
-        ]
-
-    def to(self, device: torch.device | str, keep_prefix_kv: bool = True) -> VideoEncoding:
-        v = self.vision
-        vision = VisionFeatures(v.embeds.to(device), v.deepstack.to(device), list(v.tokens_per_segment))
-        kv = self.prefix_kv.to(device) if keep_prefix_kv and self.prefix_kv is not None else None
-        return VideoEncoding(self.fps, self.num_frames, self.frame_counts, self.grid_thw, vision, self.prefix_ids,
-                             self.model_revision, kv)
-
-    def save(self, directory: str | Path) -> None:
-        """Write ``tensors.safetensors`` + ``meta.json``; the meta file is written last, as the commit mark.
-
-        The prefix KV cache is not written (about 9 GB for an hour of video at full size); a loaded
-        entry recomputes it with ``TempoPipeline.attach_prefix_kv`` when the GPU tier wants it.
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"embeds": self.vision.embeds.contiguous().cpu(), "deepstack": self.vision.deepstack.contiguous().cpu(), "grid_thw": self.grid_thw.cpu()},
-            str(directory / "tensors.safetensors"),
-        )
-        meta = {
-            "fps": self.fps, "num_frames": self.num_frames, "frame_counts": self.frame_counts,
-            "tokens_per_segment": self.vision.tokens_per_segment, "prefix_ids": self.prefix_ids,
-            "model_revision": self.model_revision,
-        }
-        tmp = directory / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta))
-        tmp.replace(directory / "meta.json")
-
-    @classmethod
-    def load(cls, directory: str | Path, device: torch.device | str = "cpu") -> VideoEncoding:
-        directory = Path(directory)
-        meta = json.loads((directory / "meta.json").read_text())
-        t = load_file(str(directory / "tensors.safetensors"), device=str(device))
-        vision = VisionFeatures(t["embeds"], t["deepstack"], meta["tokens_per_segment"])
-        return cls(meta["fps"], meta["num_frames"], meta["frame_counts"], t["grid_thw"].cpu(), vision,
-                   meta["prefix_ids"], meta["model_revision"])
-
-
-@dataclass
-class AskResult:
-    text: str
-    token_ids: list[int]
-    finish_reason: str
-    prompt_tokens: int
-    segments: list[SegmentGrounding]
-    timings: dict[str, float]
-    relevance: np.ndarray  # [S] float32
-    allocations: np.ndarray  # [S] int64
-    # Inspection arrays (filled by run() / answer(debug=True)):
-    compression_features: np.ndarray | None = None  # [S, K, D_s]
-    llm_inputs_embeds: np.ndarray | None = None  # [L, D_l]
-    step_logits: np.ndarray | None = None  # [steps, vocab]
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def completion_tokens(self) -> int:
-        return len(self.token_ids)
-
-
-@dataclass
-class AskRequest:
-    """One question about one encoded video, with its generation options."""
-
-    encoding: VideoEncoding
-    question: str
-    visual_token_budget: int = 8192
-    max_length: int | None = None  # LLM context limit; default: the checkpoint's tokenizer_model_max_length
-    max_new_tokens: int = 1024
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] | None = None
-    history: list[dict[str, str]] | None = None  # earlier turns, oldest first
-    on_token: Callable[[int, str], None] | None = None  # (token id or -1 for a final flush, text delta)
-    debug: bool = False  # keep features, embeddings and every step's logits
 
 
 class TempoPipeline:
@@ -405,7 +288,7 @@ class TempoPipeline:
         prepared: dict[int, tuple] = {}  # request index -> (embeds, allocations, relevance, features, timings)
         pending: list[int] = []
         gen = BatchGenerator(self.decoder)
-        running: dict[int, tuple[Sequence, _StreamingText]] = {}
+        running: dict[int, tuple[Sequence, StreamingText]] = {}
         by_sequence: dict[int, int] = {}  # id(sequence) -> request index
 
         def finish(i: int, result: AskResult | InputError) -> None:
@@ -448,7 +331,7 @@ class TempoPipeline:
             while pending and gen.free_slots > 0:  # admit as many as fit, between decode steps
                 i = pending.pop(0)
                 req = requests[i]
-                detok = _StreamingText(self.llm_tokenizer, req.stop or [], req.on_token)
+                detok = StreamingText(self.llm_tokenizer, req.stop or [], req.on_token)
                 params = SamplingParams(req.max_new_tokens, req.temperature, req.top_p, req.seed, self.stop_token_ids)
                 seq = gen.add(prepared[i][0], params, on_token=detok.push, keep_logits=req.debug)
                 running[i], by_sequence[id(seq)] = (seq, detok), i
@@ -459,7 +342,7 @@ class TempoPipeline:
                 finish(i, self._result(requests[i], prepared.pop(i), seq, running[i][1]))
         return results  # type: ignore[return-value]
 
-    def _result(self, req: AskRequest, prep: tuple, seq: Sequence, detok: _StreamingText) -> AskResult:
+    def _result(self, req: AskRequest, prep: tuple, seq: Sequence, detok: StreamingText) -> AskResult:
         embeds, alloc, relevance, features, timings = prep
         text = detok.final_text(seq.token_ids)
         rel = relevance.cpu().numpy().astype(np.float32)
@@ -634,65 +517,3 @@ def _runs(items: list[tuple[int, int]]) -> list[tuple[int, slice]]:
         else:
             runs.append((r, slice(s, s + 1)))
     return runs
-
-
-class _StreamingText:
-    """Turns generated ids into text deltas and applies stop strings.
-
-    Detokenises incrementally (a window of the last few tokens, not the whole answer, per token).
-    Holds back text that ends in an incomplete UTF-8 sequence and text that could still grow into a
-    stop string, so a client never receives a stop string or a broken character.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop: list[str], on_token: Callable[[int, str], None] | None):
-        self.tok = tokenizer
-        self.stop = [s for s in stop if s]
-        self.on_token = on_token
-        self.ids: list[int] = []
-        self.text = ""  # everything decoded so far
-        self.prefix_offset = 0  # ids[prefix_offset:read_offset] give context for the next piece
-        self.read_offset = 0
-        self.sent = ""
-        self.stopped = False
-        self.stop_text: str | None = None
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True)
-
-    def push(self, token: int) -> bool:
-        self.ids.append(token)
-        prefix = self._decode(self.ids[self.prefix_offset: self.read_offset])
-        full = self._decode(self.ids[self.prefix_offset:])
-        if len(full) > len(prefix) and not full.endswith("\ufffd"):
-            self.text += full[len(prefix):]
-            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
-        text = self.text
-        if not self.stop and self.on_token is None:
-            return False
-        for s in self.stop:
-            pos = text.find(s)
-            if pos >= 0:
-                self.stopped, self.stop_text = True, text[:pos]
-                self._emit(token, text[:pos])
-                return True
-        safe = text
-        for s in self.stop:  # hold back a possible stop-string prefix
-            for k in range(min(len(s) - 1, len(safe)), 0, -1):
-                if safe.endswith(s[:k]):
-                    safe = safe[:-k]
-                    break
-        self._emit(token, safe)
-        return False
-
-    def _emit(self, token: int, upto: str) -> None:
-        delta = upto[len(self.sent):] if upto.startswith(self.sent) else ""
-        self.sent = upto if upto.startswith(self.sent) else self.sent
-        if self.on_token is not None:
-            self.on_token(token, delta)
-
-    def final_text(self, ids: list[int]) -> str:
-        text = self.stop_text if self.stopped else self._decode(ids)
-        if self.on_token is not None and text.startswith(self.sent) and len(text) > len(self.sent):
-            self.on_token(-1, text[len(self.sent):])  # flush held-back text; -1 = no new token
-            self.sent = text
-        return text

@@ -45,6 +45,9 @@ class Stack:
     logs: Path
     env: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    gw: Proc | None = None  # set by start()
+    workers: list[Proc] = field(default_factory=list)
+    url: str = ""
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = {**os.environ, "TEMPO_REDIS_URL": self.redis_url, "TEMPO_STORAGE_DIR": str(self.storage),
@@ -70,6 +73,16 @@ class Stack:
         port = free_port()
         return self._start(name, ["worker", "--worker-id", name, "--metrics-port", str(port)], port,
                            {"TEMPO_HOST": "127.0.0.1", **extra})
+
+    def start(self, *workers: str) -> Stack:
+        """The gateway and the named workers, waiting until every one is ready; sets ``url``."""
+        self.gw = self.gateway()
+        self.workers = [self.worker(name) for name in workers]
+        for w in self.workers:
+            wait_http(w, f"http://127.0.0.1:{w.port}/readyz", timeout=120)
+        self.url = f"http://127.0.0.1:{self.gw.port}"
+        wait_http(self.gw, self.url + "/readyz")
+        return self
 
     def stop_all(self) -> None:
         for p in reversed(self.procs):

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from scripts.sample_video import write_sample_video
-from tests.e2e.stack import Stack, wait_http, worker_metric
+from tests.e2e.stack import Stack, worker_metric
 
 pytestmark = pytest.mark.slow
 QUESTION = "What color is the square?"
@@ -30,13 +30,7 @@ def stack(redis_server, tmp_path_factory):
         "TEMPO_REAPER_INTERVAL_S": "0.5", "TEMPO_ASK_WAIT_FOR_VIDEO_S": "120", "TEMPO_LOG_LEVEL": "INFO",
     })
     try:
-        s.gw = s.gateway()
-        s.workers = [s.worker("w1"), s.worker("w2")]
-        for w in s.workers:
-            wait_http(w, f"http://127.0.0.1:{w.port}/readyz", timeout=120)
-        s.url = f"http://127.0.0.1:{s.gw.port}"
-        wait_http(s.gw, s.url + "/readyz")
-        yield s
+        yield s.start("w1", "w2")
     finally:
         s.stop_all()
 
@@ -264,12 +258,7 @@ def solo(redis_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("solo")
     s = Stack(url, root / "storage", root, env={"TEMPO_LOG_LEVEL": "INFO", "TEMPO_ALLOW_URL_INGEST": "true"})
     try:
-        s.gw = s.gateway()
-        s.workers = [s.worker("solo")]
-        wait_http(s.workers[0], f"http://127.0.0.1:{s.workers[0].port}/readyz", timeout=120)
-        s.url = f"http://127.0.0.1:{s.gw.port}"
-        wait_http(s.gw, s.url + "/readyz")
-        yield s
+        yield s.start("solo")
     finally:
         s.stop_all()
 
